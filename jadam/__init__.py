@@ -1,0 +1,63 @@
+"""jadam: the Adam family (Kingma & Ba, 2015) as pure, optax-compatible gradient transformations."""
+
+from jadam._adam import ScaleByAdamState as ScaleByAdamState
+from jadam._adam import adam as adam
+from jadam._adam import adamw as adamw
+from jadam._adam import nadam as nadam
+from jadam._adam import scale_by_adam as scale_by_adam
+from jadam._adamax import ScaleByAdamaxState as ScaleByAdamaxState
+from jadam._adamax import adamax as adamax
+from jadam._adamax import scale_by_adamax as scale_by_adamax
+from jadam._amsgrad import ScaleByAmsgradState as ScaleByAmsgradState
+from jadam._amsgrad import amsgrad as amsgrad
+from jadam._amsgrad import scale_by_amsgrad as scale_by_amsgrad
+from jadam._baselines import ScaleByAdadeltaState as ScaleByAdadeltaState
+from jadam._baselines import ScaleByAdagradState as ScaleByAdagradState
+from jadam._baselines import ScaleByMomentumState as ScaleByMomentumState
+from jadam._baselines import ScaleByRmsState as ScaleByRmsState
+from jadam._baselines import adadelta as adadelta
+from jadam._baselines import adagrad as adagrad
+from jadam._baselines import rmsprop as rmsprop
+from jadam._baselines import scale_by_adadelta as scale_by_adadelta
+from jadam._baselines import scale_by_adagrad as scale_by_adagrad
+from jadam._baselines import scale_by_momentum as scale_by_momentum
+from jadam._baselines import scale_by_rms as scale_by_rms
+from jadam._baselines import sgd as sgd
+from jadam._primitives import bias_correction as bias_correction
+from jadam._primitives import update_first_moment as update_first_moment
+from jadam._primitives import update_infinity_norm as update_infinity_norm
+from jadam._primitives import update_second_moment as update_second_moment
+from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ScaleByAdadeltaState",
+    "ScaleByAdagradState",
+    "ScaleByAdamState",
+    "ScaleByAdamaxState",
+    "ScaleByAmsgradState",
+    "ScaleByMomentumState",
+    "ScaleByRmsState",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "amsgrad",
+    "bias_correction",
+    "inverse_sqrt_schedule",
+    "nadam",
+    "rmsprop",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_amsgrad",
+    "scale_by_momentum",
+    "scale_by_rms",
+    "sgd",
+    "update_first_moment",
+    "update_infinity_norm",
+    "update_second_moment",
+]

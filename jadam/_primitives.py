@@ -1,0 +1,164 @@
+"""Pure pytree primitives the Adam family is built from (Kingma & Ba, 2015, Algorithms 1-2, §3).
+
+Every function maps over a pytree; ``None`` leaves pass through unchanged. The arithmetic runs
+in at least float32 whatever the storage dtype, and results are cast back to the dtype of the
+moment they update.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+_is_none = lambda x: x is None  # noqa: E731
+
+
+def _compute_dtype(dtype: Any) -> Any:
+    """The dtype arithmetic runs in: the storage dtype promoted to at least float32."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _tree_map(fn, tree, *rest):
+    return jax.tree.map(
+        lambda x, *r: None if x is None else fn(x, *r), tree, *rest, is_leaf=_is_none
+    )
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """|x|² = x·conj(x), real for complex ``x``."""
+    if jnp.iscomplexobj(x):
+        return jnp.real(x) ** 2 + jnp.imag(x) ** 2
+    return x * x
+
+
+def update_first_moment(updates: Any, mu: Any, decay: Any) -> Any:
+    """First-moment EMA, Algorithm 1 line 7: m_t = β1·m_{t−1} + (1 − β1)·g_t.
+
+    >>> import jax.numpy as jnp
+    >>> update_first_moment(jnp.array([1.0]), jnp.array([0.0]), 0.9)
+    Array([0.1], dtype=float32)
+    """
+
+    def leaf(g, m):
+        dtype = _compute_dtype(m.dtype)
+        new = decay * m.astype(dtype) + (1 - decay) * g.astype(dtype)
+        return new.astype(m.dtype)
+
+    return _tree_map(lambda g, m: leaf(g, m), updates, mu)
+
+
+def update_second_moment(updates: Any, nu: Any, decay: Any) -> Any:
+    """Second raw-moment EMA, Algorithm 1 line 8: v_t = β2·v_{t−1} + (1 − β2)·|g_t|².
+
+    For complex gradients |g|² = g·conj(g), so ``nu`` is real.
+
+    >>> import jax.numpy as jnp
+    >>> update_second_moment(jnp.array([2.0]), jnp.array([0.0]), 0.75)
+    Array([1.], dtype=float32)
+    """
+
+    def leaf(g, v):
+        dtype = _compute_dtype(v.dtype)
+        new = decay * v.astype(dtype) + (1 - decay) * abs_sq(g.astype(_compute_dtype(g.dtype)))
+        return new.astype(v.dtype)
+
+    return _tree_map(leaf, updates, nu)
+
+
+def update_infinity_norm(updates: Any, nu: Any, decay: Any) -> Any:
+    """Exponentially weighted infinity norm, Algorithm 2 line 8: u_t = max(β2·u_{t−1}, |g_t|).
+
+    Unlike optax and torch, no ε enters the max (the paper has none).
+
+    >>> import jax.numpy as jnp
+    >>> update_infinity_norm(jnp.array([-3.0, 0.5]), jnp.array([1.0, 1.0]), 0.9)
+    Array([3. , 0.9], dtype=float32)
+    """
+
+    def leaf(g, u):
+        dtype = _compute_dtype(u.dtype)
+        new = jnp.maximum(decay * u.astype(dtype), jnp.abs(g.astype(_compute_dtype(g.dtype))))
+        return new.astype(u.dtype)
+
+    return _tree_map(leaf, updates, nu)
+
+
+def bias_correction(moment: Any, decay: Any, count: Any) -> Any:
+    """Bias correction of Section 3: m̂_t = m_t / (1 − β^t), with ``count`` the paper's t ≥ 1.
+
+    The result is in the compute dtype (at least float32).
+
+    >>> import jax.numpy as jnp
+    >>> bias_correction(jnp.array([0.1]), 0.9, jnp.array(1))
+    Array([1.], dtype=float32)
+    """
+    correction = 1 - jnp.asarray(decay, jnp.result_type(float)) ** count
+
+    def leaf(m):
+        dtype = _compute_dtype(m.dtype)
+        return m.astype(dtype) / correction.astype(jnp.finfo(dtype).dtype)
+
+    return _tree_map(leaf, moment)
+
+
+def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+    """numerator / denominator, and 0 where the denominator is 0 (never 0/0 = NaN).
+
+    >>> import jax.numpy as jnp
+    >>> safe_divide(jnp.array([1.0, 0.0]), jnp.array([2.0, 0.0]))
+    Array([0.5, 0. ], dtype=float32)
+    """
+    nonzero = denominator != 0
+    return jnp.where(nonzero, numerator / jnp.where(nonzero, denominator, 1), 0)
+
+
+def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
+    """Zeros shaped like ``params`` (``None`` leaves stay ``None``).
+
+    Args:
+      params: the parameter tree (arrays or ``jax.ShapeDtypeStruct``s).
+      dtype: storage dtype; None keeps each parameter's dtype.
+      real: store the real counterpart of a complex dtype (for |g|² moments).
+    """
+
+    def leaf(p):
+        leaf_dtype = dtype if dtype is not None else p.dtype
+        if real:
+            leaf_dtype = jnp.finfo(leaf_dtype).dtype
+        return jnp.zeros(p.shape, leaf_dtype)
+
+    return _tree_map(leaf, params)
+
+
+def increment(count: jax.Array) -> jax.Array:
+    """count + 1, saturating at the dtype's maximum instead of overflowing (optax's helper)."""
+    return optax.safe_increment(count)
+
+
+def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
+    """The step direction m̂_t / (s_t + ε), 0 where that is 0/0, cast to the dtypes of ``like``.
+
+    Adam (Algorithm 1 line 12) uses s_t = √v̂_t; AdaMax (Algorithm 2 line 11) uses s_t = u_t.
+    With ε = 0 and a coordinate whose gradients were all 0 the literal algorithms compute 0/0;
+    here that coordinate's update is 0.
+
+    >>> import jax.numpy as jnp
+    >>> normalize(jnp.array([2.0, 0.0]), jnp.array([2.0, 0.0]), 0.0, jnp.zeros(2))
+    Array([1., 0.], dtype=float32)
+    """
+    eps_is_positive = isinstance(eps, (int, float)) and eps > 0
+
+    def leaf(m, s, out):
+        denominator = s + eps
+        direction = m / denominator if eps_is_positive else safe_divide(m, denominator)
+        return direction.astype(out.dtype)
+
+    return _tree_map(leaf, mu_hat, scale, like)
+
+
+def sqrt(tree: Any, eps_root: Any = 0.0) -> Any:
+    """√(x + ε_root) for each leaf (Algorithm 1 line 12's √v̂_t, with optax's ε_root)."""
+    return _tree_map(lambda x: jnp.sqrt(x + eps_root), tree)
