@@ -7,6 +7,7 @@ moment they update.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -89,19 +90,32 @@ def update_infinity_norm(updates: Any, nu: Any, decay: Any) -> Any:
 def bias_correction(moment: Any, decay: Any, count: Any) -> Any:
     """Bias correction of Section 3: m̂_t = m_t / (1 − β^t), with ``count`` the paper's t ≥ 1.
 
-    The result is in the compute dtype (at least float32).
+    1 − β^t is computed as −expm1(t·ln β) with ln β in double precision when β is a Python
+    number, so it is exact to the working precision; optax's float32 1 − β^t is off by up to
+    1.3e-5 (relative) at t = 1 for β = 0.999. The result is in the compute dtype (≥ float32).
 
     >>> import jax.numpy as jnp
     >>> bias_correction(jnp.array([0.1]), 0.9, jnp.array(1))
     Array([1.], dtype=float32)
     """
-    correction = 1 - jnp.asarray(decay, jnp.result_type(float)) ** count
+    correction = one_minus_power(decay, count)
 
     def leaf(m):
         dtype = _compute_dtype(m.dtype)
         return m.astype(dtype) / correction.astype(jnp.finfo(dtype).dtype)
 
     return _tree_map(leaf, moment)
+
+
+def one_minus_power(decay: Any, count: Any) -> jax.Array:
+    """1 − β^t for t ≥ 1, accurate also when β^t is close to 1."""
+    count = jnp.asarray(count, jnp.result_type(float))
+    if isinstance(decay, (int, float)):
+        if decay == 0:
+            return jnp.ones_like(count)
+        return -jnp.expm1(count * math.log(decay))
+    decay = jnp.asarray(decay, count.dtype)
+    return jnp.where(decay == 0, 1.0, -jnp.expm1(count * jnp.log(decay)))
 
 
 def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
