@@ -1,4 +1,4 @@
-"""A small real training problem (softmax regression with a hidden layer) shared by the parity tests."""
+"""A small real training problem (a one-hidden-layer classifier) for the parity tests."""
 
 from __future__ import annotations
 

@@ -52,7 +52,8 @@ def test_matches_optax(x64, name):
 
 
 def test_adamax_eps_convention_differs_from_optax_as_documented(x64):
-    """optax: u_t = max(β2·u, |g| + ε), update m̂/u_t. jadam (paper): u_t = max(β2·u, |g|), m̂/(u_t + ε).
+    """optax: u_t = max(β2·u, |g| + ε), update m̂/u_t.
+    jadam (paper): u_t = max(β2·u, |g|), update m̂/(u_t + ε).
 
     On a one-coordinate sequence g = (1, 0): optax's u_2 = β2·(1 + ε); jadam's is β2·1 + ε.
     """

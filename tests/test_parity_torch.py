@@ -30,28 +30,31 @@ def train_torch(make_optimizer, steps: int = 100, seed: int = 0):
     return {k: t.detach().numpy() for k, t in tensors.items()}
 
 
-O = torch.optim
+optim = torch.optim
 SAME = {
-    "adam": (jadam.adam(1e-2), lambda p: O.Adam(p, lr=1e-2)),
-    "adamw": (jadam.adamw(1e-2, weight_decay=0.1), lambda p: O.AdamW(p, lr=1e-2, weight_decay=0.1)),
-    "adamax_eps0": (jadam.adamax(1e-2, eps=0.0), lambda p: O.Adamax(p, lr=1e-2, eps=0.0)),
+    "adam": (jadam.adam(1e-2), lambda p: optim.Adam(p, lr=1e-2)),
+    "adamw": (
+        jadam.adamw(1e-2, weight_decay=0.1),
+        lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+    ),
+    "adamax_eps0": (jadam.adamax(1e-2, eps=0.0), lambda p: optim.Adamax(p, lr=1e-2, eps=0.0)),
     "sgd_nesterov": (
         jadam.sgd(0.1, 0.9, nesterov=True),
-        lambda p: O.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
     ),
     "rmsprop": (
         jadam.rmsprop(1e-2, decay=0.99, eps_in_sqrt=False),
-        lambda p: O.RMSprop(p, lr=1e-2, alpha=0.99, eps=1e-8),
+        lambda p: optim.RMSprop(p, lr=1e-2, alpha=0.99, eps=1e-8),
     ),
     "rmsprop_centered": (
         jadam.rmsprop(1e-2, decay=0.99, eps_in_sqrt=False, centered=True),
-        lambda p: O.RMSprop(p, lr=1e-2, alpha=0.99, eps=1e-8, centered=True),
+        lambda p: optim.RMSprop(p, lr=1e-2, alpha=0.99, eps=1e-8, centered=True),
     ),
     "adagrad": (  # ε = 0 removes torch's ε-outside vs optax's ε-inside difference
         jadam.adagrad(0.1, initial_accumulator_value=0.0, eps=0.0),
-        lambda p: O.Adagrad(p, lr=0.1, eps=0.0),
+        lambda p: optim.Adagrad(p, lr=0.1, eps=0.0),
     ),
-    "adadelta": (jadam.adadelta(1.0), lambda p: O.Adadelta(p, lr=1.0, rho=0.9, eps=1e-6)),
+    "adadelta": (jadam.adadelta(1.0), lambda p: optim.Adadelta(p, lr=1.0, rho=0.9, eps=1e-6)),
 }
 
 
@@ -65,7 +68,7 @@ def test_torch_nadam_uses_a_momentum_schedule(x64):
     """torch's NAdam is Dozat's scheduled-momentum algorithm; jadam.nadam (like optax's) keeps
     β1 constant. The two agree at step 1 only in sign, and differ visibly after 100 steps."""
     ours = train(jadam.nadam(1e-2))
-    theirs = train_torch(lambda p: O.NAdam(p, lr=1e-2))
+    theirs = train_torch(lambda p: optim.NAdam(p, lr=1e-2))
     difference = max(np.max(np.abs(ours[k] - theirs[k])) for k in ours)
     assert difference > 1e-4
 
@@ -73,15 +76,15 @@ def test_torch_nadam_uses_a_momentum_schedule(x64):
 def test_torch_amsgrad_takes_max_of_raw_second_moment(x64):
     """torch's amsgrad maxes the raw v_t then bias-corrects; jadam (like optax) maxes v̂_t."""
     ours = train(jadam.amsgrad(1e-2))
-    theirs = train_torch(lambda p: O.Adam(p, lr=1e-2, amsgrad=True))
+    theirs = train_torch(lambda p: optim.Adam(p, lr=1e-2, amsgrad=True))
     difference = max(np.max(np.abs(ours[k] - theirs[k])) for k in ours)
     assert difference > 1e-6
 
 
 def test_adamax_eps_inside_the_max_in_torch(x64):
-    """torch's Adamax uses max(β2·u, |g| + ε) like optax; jadam adds ε outside (see the optax test)."""
+    """torch's Adamax uses max(β2·u, |g| + ε) like optax; jadam adds ε outside the max."""
     ours = train(jadam.adamax(1e-2, eps=1e-2))
-    theirs = train_torch(lambda p: O.Adamax(p, lr=1e-2, eps=1e-2))
+    theirs = train_torch(lambda p: optim.Adamax(p, lr=1e-2, eps=1e-2))
     difference = max(np.max(np.abs(ours[k] - theirs[k])) for k in ours)
     assert difference > 1e-6
 
@@ -89,7 +92,7 @@ def test_adamax_eps_inside_the_max_in_torch(x64):
 def test_adagrad_eps_placement_differs(x64):
     """torch divides by √s + ε, optax and jadam by √(s + ε)."""
     ours = train(jadam.adagrad(0.1, initial_accumulator_value=0.0, eps=1e-2))
-    theirs = train_torch(lambda p: O.Adagrad(p, lr=0.1, eps=1e-2))
+    theirs = train_torch(lambda p: optim.Adagrad(p, lr=0.1, eps=1e-2))
     difference = max(np.max(np.abs(ours[k] - theirs[k])) for k in ours)
     assert difference > 1e-6
 
@@ -100,7 +103,7 @@ def test_numbers_agree_on_first_step_float32():
     tx = jadam.adam(1e-3)
     updates, _ = tx.update(g, tx.init(np.zeros(3, np.float32)))
     p = torch.zeros(3, requires_grad=True)
-    opt = O.Adam([p], lr=1e-3)
+    opt = optim.Adam([p], lr=1e-3)
     p.grad = torch.tensor(g)
     opt.step()
     np.testing.assert_allclose(np.asarray(jax.device_get(updates)), p.detach().numpy(), rtol=1e-6)
