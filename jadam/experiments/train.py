@@ -62,8 +62,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(config.get("dataset") in ("mnist", "imdb", "cifar10"), "dataset", "'mnist', 'imdb' or 'cifar10'", config.get("dataset"))
     _require(config.model.get("kind") in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", config.model.get("kind"))
     _require(config.plot.get("kind") in PLOT_KINDS, "plot.kind", f"one of {PLOT_KINDS}", config.plot.get("kind"))
-    for field in ("batch_size", "num_epochs", "log_every", "checkpoint_every"):
+    for field in ("batch_size", "num_epochs", "log_every", "eval_every", "checkpoint_every"):
         _positive_int(config, field)
+    _require(config.eval_every % config.log_every == 0, "eval_every", f"a multiple of log_every={config.log_every}", config.eval_every)
+    per_call = config.get("steps_per_call", 0)
+    _require(isinstance(per_call, int) and per_call >= 0 and (per_call == 0 or config.log_every % per_call == 0), "steps_per_call", f"0 (= log_every) or a divisor of log_every={config.log_every}", per_call)
     _require(config.checkpoint_every % config.log_every == 0, "checkpoint_every", f"a multiple of log_every={config.log_every}", config.checkpoint_every)
     _require(isinstance(config.seed, int), "seed", "an integer", config.seed)
     _require(isinstance(config.num_train, int) and config.num_train >= 0, "num_train", "an integer ≥ 0 (0: all)", config.num_train)
@@ -144,6 +147,8 @@ def make_train_chunk(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, k
     ``state = (params, opt_state)`` is donated. Step t uses the mini-batch at position
     t mod (n // batch) of the permutation for epoch t // (n // batch), and dropout/noise keys
     folded from t, so any chunk of steps is reproducible on its own (which makes resuming exact).
+    ``chunk == 1`` compiles a single step without ``lax.scan``: XLA's CPU convolutions ran
+    several times slower inside a loop, so the CNN config takes one step per call.
     """
     steps_per_epoch = num_examples // batch_size
     loss_fn = _loss_fn(kind)
@@ -154,9 +159,9 @@ def make_train_chunk(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, k
         permutation = jax.random.permutation(jax.random.fold_in(data_key, step // steps_per_epoch), num_examples)
         index = jax.lax.dynamic_slice_in_dim(permutation, (step % steps_per_epoch) * batch_size, batch_size)
         step_key = jax.random.fold_in(noise_key, step)
-        rngs = nnx.Rngs(dropout=jax.random.fold_in(step_key, 0), noise=jax.random.fold_in(step_key, 1))
 
         def loss(p):
+            rngs = nnx.Rngs(dropout=jax.random.fold_in(step_key, 0), noise=jax.random.fold_in(step_key, 1))
             return loss_fn(nnx.merge(graphdef, p), x[index], y[index], rngs)[0]
 
         value, grads = jax.value_and_grad(loss)(params)
@@ -165,8 +170,12 @@ def make_train_chunk(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, k
 
     @functools.partial(jax.jit, donate_argnums=0)
     def train_chunk(state, start, x, y, key):
+        if chunk == 1:
+            return train_step(state, start, x, y, key)
+
         def body(state, offset):
             return train_step(state, start + offset, x, y, key)
+
         state, losses = jax.lax.scan(body, state, jnp.arange(chunk))
         return state, losses.mean()
 
@@ -254,6 +263,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
     ]
 
     steps_per_epoch = len(dataset.train_y) // config.batch_size
+    steps_per_call = config.get("steps_per_call", 0) or config.log_every
     num_steps = -(-config.num_epochs * steps_per_epoch // config.log_every) * config.log_every
     key = jax.random.key(config.seed)
     metrics_path = workdir / "metrics.jsonl"
@@ -273,7 +283,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         cache_key = (graphdef, optimizers.signature(run.optimizer))
         if cache_key not in compiled:
             compiled[cache_key] = (
-                make_train_chunk(graphdef, tx, kind, batch_size=config.batch_size, num_examples=len(dataset.train_y), chunk=config.log_every),
+                make_train_chunk(graphdef, tx, kind, batch_size=config.batch_size, num_examples=len(dataset.train_y), chunk=steps_per_call),
                 make_evaluate(graphdef, kind),
             )
         train_chunk, evaluate = compiled[cache_key]
@@ -309,12 +319,15 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                 tmp.write_text(json.dumps(log))
                 tmp.replace(done_path)
                 break
-            state, loss = train_chunk(state, jnp.asarray(step, jnp.int32), x_train, y_train, key)
+            losses = []
+            for offset in range(0, config.log_every, steps_per_call):
+                state, loss = train_chunk(state, jnp.asarray(step + offset, jnp.int32), x_train, y_train, key)
+                losses.append(loss)
+            loss = float(np.mean(np.asarray(losses, np.float64))) if len(losses) > 1 else float(losses[0])
             step += config.log_every
             session_steps += config.log_every
             record = {**base, "step": step, "epoch": round(step / steps_per_epoch, 6), "train_loss": _finite(loss)}
-            eval_every = config.get("eval_every", config.log_every)
-            if step % eval_every == 0 or step >= num_steps:
+            if step % config.eval_every == 0 or step >= num_steps:
                 totals = [evaluate(state[0], bx, by, bm) for bx, by, bm in test_batches]
                 record["test_loss"] = _finite(sum(float(t[0]) for t in totals) / len(dataset.test_y))
                 if kind != "vae":
