@@ -5,7 +5,7 @@ config fields with ``--config.num_epochs=3``; pick a config's tiny variant with
 ``--config=configs/fig2_mlp.py:smoke``.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jadam.experiments import train
@@ -18,6 +18,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO level.
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

@@ -314,10 +314,6 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                 log["wall_time_s"] += time.perf_counter() - start_time
                 start_time = time.perf_counter()
                 _save(manager, step, state, log)
-                done_path.parent.mkdir(exist_ok=True)
-                tmp = done_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(log))
-                tmp.replace(done_path)
                 break
             losses = []
             for offset in range(0, config.log_every, steps_per_call):
@@ -344,6 +340,10 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                 start_time = time.perf_counter()
                 _save(manager, step, state, log)
         manager.close()
+        if not done_path.exists():  # Written last, atomically: the run's log, marking it complete.
+            done_path.parent.mkdir(exist_ok=True)
+            done_path.with_suffix(".tmp").write_text(json.dumps(log))
+            done_path.with_suffix(".tmp").replace(done_path)
         summary.append(_summarise(base, log, session_steps))
     progress.close()
 
