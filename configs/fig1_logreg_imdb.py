@@ -15,7 +15,9 @@ from jadam.experiments.config_lib import base_config, run
 
 def get_config(arg: str = ""):
     config = base_config(
-        "fig1_logreg_imdb", "imdb", {"kind": "logreg", "input_dropout": 0.5},
+        "fig1_logreg_imdb",
+        "imdb",
+        {"kind": "logreg", "input_dropout": 0.5},
         "Figure 1 (right): logistic regression, IMDB BoW, 50% input dropout, α/√t",
     )
     config.num_epochs = 30
@@ -32,5 +34,7 @@ def get_config(arg: str = ""):
         config.num_train, config.num_test, config.batch_size = 512, 200, 64
         config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8
     elif arg:
-        raise ValueError(f"fig1_logreg_imdb: unknown config argument {arg!r}; expected '' or 'smoke'")
+        raise ValueError(
+            f"fig1_logreg_imdb: unknown config argument {arg!r}; expected '' or 'smoke'"
+        )
     return config

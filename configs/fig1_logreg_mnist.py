@@ -14,7 +14,9 @@ from jadam.experiments.config_lib import base_config, run
 
 def get_config(arg: str = ""):
     config = base_config(
-        "fig1_logreg_mnist", "mnist", {"kind": "logreg", "input_dropout": 0.0},
+        "fig1_logreg_mnist",
+        "mnist",
+        {"kind": "logreg", "input_dropout": 0.0},
         "Figure 1 (left): logistic regression, MNIST, α/√t",
     )
     config.num_epochs = 45
@@ -30,5 +32,7 @@ def get_config(arg: str = ""):
         config.num_train, config.num_test, config.batch_size = 512, 200, 64
         config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8
     elif arg:
-        raise ValueError(f"fig1_logreg_mnist: unknown config argument {arg!r}; expected '' or 'smoke'")
+        raise ValueError(
+            f"fig1_logreg_mnist: unknown config argument {arg!r}; expected '' or 'smoke'"
+        )
     return config

@@ -15,7 +15,8 @@ from jadam.experiments.config_lib import base_config, run
 
 def get_config(arg: str = ""):
     config = base_config(
-        "fig2_mlp", "mnist",
+        "fig2_mlp",
+        "mnist",
         {"kind": "mlp", "hidden": (1000, 1000), "input_dropout": 0.2, "hidden_dropout": 0.5},
         "Figure 2: MLP 2×1000 ReLU with dropout, MNIST",
     )

@@ -19,8 +19,15 @@ DROPOUT = {"input_dropout": 0.2, "hidden_dropout": 0.5}
 
 def get_config(arg: str = ""):
     config = base_config(
-        "fig3_cnn", "cifar10",
-        {"kind": "cnn", "channels": (16, 16, 32), "hidden": 256, "input_dropout": 0.0, "hidden_dropout": 0.0},
+        "fig3_cnn",
+        "cifar10",
+        {
+            "kind": "cnn",
+            "channels": (16, 16, 32),
+            "hidden": 256,
+            "input_dropout": 0.0,
+            "hidden_dropout": 0.0,
+        },
         "Figure 3: CNN c16-c16-c32-256 (paper: c64-c64-c128-1000)",
     )
     config.num_epochs = 6

@@ -25,7 +25,9 @@ def run_id(corrected: bool, b1: float, b2: float, log10_alpha: int) -> str:
 
 def get_config(arg: str = ""):
     config = base_config(
-        "fig4_vae_bias_correction", "mnist", {"kind": "vae", "hidden": 200, "latent": 20},
+        "fig4_vae_bias_correction",
+        "mnist",
+        {"kind": "vae", "hidden": 200, "latent": 20},
         "Figure 4: VAE, Adam with (red) and without (green) bias correction",
     )
     config.num_epochs = 12
@@ -40,17 +42,28 @@ def get_config(arg: str = ""):
     if arg == "smoke":
         config.model.hidden, config.model.latent = 32, 4
         config.num_train, config.num_test, config.batch_size = 512, 200, 64
-        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 24, 8
+        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = (
+            3,
+            4,
+            24,
+            8,
+        )
         config.plot.budgets_epochs = (1, 3)
         b2_values, alphas = (0.999,), (-3, -2)
     elif arg:
-        raise ValueError(f"fig4_vae_bias_correction: unknown config argument {arg!r}; expected '' or 'smoke'")
+        raise ValueError(
+            f"fig4_vae_bias_correction: unknown config argument {arg!r}; expected '' or 'smoke'"
+        )
     for corrected in (True, False):
         for b1 in B1:
             for b2 in b2_values:
                 for log10_alpha in alphas:
                     config.runs[run_id(corrected, b1, b2, log10_alpha)] = run(
-                        "adam", 10.0**log10_alpha, setting=f"β1={b1}, β2={b2}",
-                        b1=b1, b2=b2, bias_correction=corrected,
+                        "adam",
+                        10.0**log10_alpha,
+                        setting=f"β1={b1}, β2={b2}",
+                        b1=b1,
+                        b2=b2,
+                        bias_correction=corrected,
                     )
     return config

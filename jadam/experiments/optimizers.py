@@ -33,7 +33,9 @@ OPTIMIZERS: dict[str, Spec] = {
     "adamax": Spec(jadam.adamax, ("b1", "b2", "eps"), {}, "AdaMax"),
     "adagrad": Spec(jadam.adagrad, ("initial_accumulator_value", "eps"), {}, "AdaGrad"),
     "rmsprop": Spec(jadam.rmsprop, ("decay", "eps"), {}, "RMSProp"),
-    "sgd_nesterov": Spec(jadam.sgd, ("momentum",), {"nesterov": True}, "SGDNesterov", {"momentum": 0.9}),
+    "sgd_nesterov": Spec(
+        jadam.sgd, ("momentum",), {"nesterov": True}, "SGDNesterov", {"momentum": 0.9}
+    ),
     "adadelta": Spec(jadam.adadelta, ("rho", "eps"), {}, "AdaDelta"),
 }
 SCHEDULES = ("constant", "inverse_sqrt")
@@ -50,11 +52,15 @@ def label(opt: Mapping[str, Any]) -> str:
 def _hparams(opt: Mapping[str, Any], where: str) -> tuple[Spec, dict[str, Any], dict[str, Any]]:
     name = opt.get("name")
     if name not in OPTIMIZERS:
-        raise ValueError(f"{where}.name: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+        raise ValueError(
+            f"{where}.name: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}"
+        )
     spec = OPTIMIZERS[name]
     schedule = opt.get("schedule", "constant")
     if schedule not in SCHEDULES:
-        raise ValueError(f"{where}.schedule: unknown schedule {schedule!r}; expected one of {SCHEDULES}")
+        raise ValueError(
+            f"{where}.schedule: unknown schedule {schedule!r}; expected one of {SCHEDULES}"
+        )
     lr = opt.get("learning_rate")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"{where}.learning_rate: expected a positive number, found {lr!r}")
@@ -63,7 +69,8 @@ def _hparams(opt: Mapping[str, Any], where: str) -> tuple[Spec, dict[str, Any], 
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise ValueError(
-            f"{where}.hparams: {unknown} not accepted by {name!r}; expected a subset of {sorted(allowed)}"
+            f"{where}.hparams: {unknown} not accepted by {name!r}; "
+            f"expected a subset of {sorted(allowed)}"
         )
     numeric = {**spec.defaults, **{k: v for k, v in given.items() if k in spec.numeric}}
     static = {**spec.static, **{k: v for k, v in given.items() if k in spec.static}}
@@ -106,6 +113,8 @@ def build(opt: Mapping[str, Any], where: str = "optimizer") -> optax.GradientTra
         spec.factory(alpha, **numeric, **static)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{where}.hparams: {error}") from None
-    learning_rate = jadam.inverse_sqrt_schedule(alpha) if opt.get("schedule") == "inverse_sqrt" else alpha
+    learning_rate = (
+        jadam.inverse_sqrt_schedule(alpha) if opt.get("schedule") == "inverse_sqrt" else alpha
+    )
     injected = optax.inject_hyperparams(spec.factory, static_args=tuple(static))
     return injected(learning_rate=learning_rate, **numeric, **static)

@@ -23,7 +23,17 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+
+
+COLORS = {
+    "Adam": "tab:red",
+    "AdaMax": "tab:orange",
+    "AdaGrad": "tab:blue",
+    "RMSProp": "tab:purple",
+    "SGDNesterov": "tab:green",
+    "AdaDelta": "tab:brown",
+}
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -46,12 +56,24 @@ def _label(records: Sequence[Mapping[str, Any]]) -> str:
     return first["optimizer"] + (f" + {first['setting']}" if first.get("setting") else "")
 
 
-def _draw_curves(ax, runs: Mapping[str, list], plot: Mapping[str, Any], xmax: float | None = None) -> None:
-    for run_id, records in runs.items():
-        points = [(r["epoch"], r["train_loss"]) for r in records if xmax is None or r["epoch"] <= xmax + 1e-9]
+def _draw_curves(
+    ax, runs: Mapping[str, list], plot: Mapping[str, Any], xmax: float | None = None
+) -> None:
+    for records in runs.values():
+        points = [
+            (r["epoch"], r["train_loss"])
+            for r in records
+            if xmax is None or r["epoch"] <= xmax + 1e-9
+        ]
         xs = [x for x, y in points if y is not None]
         ys = [y for x, y in points if y is not None]
-        (line,) = ax.plot(xs, ys, label=_label(records), linestyle="--" if "dropout" in (records[0].get("setting") or "") else "-")
+        (line,) = ax.plot(
+            xs,
+            ys,
+            label=_label(records),
+            color=COLORS.get(records[0]["optimizer"]),
+            linestyle="--" if "dropout" in (records[0].get("setting") or "") else "-",
+        )
         if len(xs) < len(points):  # diverged
             ax.plot([points[len(xs)][0]], [ax.get_ylim()[1]], "x", color=line.get_color())
     ax.set_xlabel("iterations over entire dataset")
@@ -77,7 +99,10 @@ def _draw_vae_grid(fig, records: Sequence[Mapping[str, Any]], config: Any) -> No
                     continue
                 reached = [r for r in runs[run_id] if r["epoch"] <= budget + 1e-9]
                 loss = reached[-1]["train_loss"] if reached else None
-                if runs[run_id][-1]["train_loss"] is None and runs[run_id][-1]["epoch"] <= budget + 1e-9:
+                if (
+                    runs[run_id][-1]["train_loss"] is None
+                    and runs[run_id][-1]["epoch"] <= budget + 1e-9
+                ):
                     loss = None  # diverged before the budget
                 key = (float(hp.b1), bool(hp.get("bias_correction", True)))
                 lines[key].append((math.log10(run.optimizer.learning_rate), loss))
@@ -87,7 +112,15 @@ def _draw_vae_grid(fig, records: Sequence[Mapping[str, Any]], config: Any) -> No
                 style = "-" if b1 > 0 else ":"
                 label = f"β1={b1:g}, {'bias correction' if corrected else 'no bias correction'}"
                 ok = [(x, y) for x, y in points if y is not None]
-                ax.plot([x for x, _ in ok], [y for _, y in ok], style, marker="o", ms=3, color=color, label=label)
+                ax.plot(
+                    [x for x, _ in ok],
+                    [y for _, y in ok],
+                    style,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=label,
+                )
                 bad = [x for x, y in points if y is None]
                 if bad:
                     ymax = top if top else ax.get_ylim()[1]
@@ -120,7 +153,11 @@ def plot_figure(config: Any, records: Sequence[Mapping[str, Any]], path: str | o
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         _draw_curves(ax, _by_run(records), plot)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{plot.title}\n{data_label}", fontsize=10, color="darkred" if "STAND-IN" in data_label else "black")
+    fig.suptitle(
+        f"{plot.title}\n{data_label}",
+        fontsize=10,
+        color="darkred" if "STAND-IN" in data_label else "black",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=plot.get("dpi", 80))
     plt.close(fig)
