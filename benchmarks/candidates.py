@@ -113,7 +113,7 @@ def jax_step_function(name: str, algorithm: str) -> tuple[Callable, Any]:
     if name == "jadam fused":
 
         def step(params, grads, state):
-            return tx.apply_gradients(grads, state, params)
+            return tx.apply_gradients(params, grads, state)
 
     else:
 

@@ -236,15 +236,20 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
 
     ``init`` and ``update`` behave exactly as the unfused alias (same state, same numbers);
     ``update`` computes the updates and both moments in one kernel call.
-    ``apply_gradients(grads, state, params) -> (new_params, new_state)`` equals
+    ``apply_gradients(params, grads, state) -> (new_params, new_state)`` equals
     ``update`` followed by ``optax.apply_updates`` and writes θ, m and v in place: inside
     ``jax.jit`` with params and state donated it moves 28 bytes per parameter and allocates
     nothing beyond params, grads and state.
     """
 
-    def apply_gradients(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
-        """θ ← θ + update(g), with the moments, in one pass (see the class docstring)."""
-        return self._apply_gradients(grads, state, params)  # type: ignore[attr-defined]
+    def apply_gradients(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
+        """θ ← θ + update(g), with the moments, in one pass (see the class docstring).
+
+        The arguments come in the order of the results (params first, state last) so that
+        ``jax.jit(tx.apply_gradients, donate_argnums=(0, 2))`` pairs each donated buffer with
+        the output that replaces it (JAX matches donations to outputs in order).
+        """
+        return self._apply_gradients(params, grads, state)  # type: ignore[attr-defined]
 
 
 def _fused(
@@ -335,7 +340,7 @@ def _fused(
             return pure.update(updates, state, params, **extra_args)
         return result
 
-    def apply_fn(grads, state, params):
+    def apply_fn(params, grads, state):
         result = run(grads, state, params, apply=True)
         if result is None:
             updates, state = pure.update(grads, state, params)
@@ -383,7 +388,7 @@ def fused_adamax(
 def _unfused(pure: optax.GradientTransformationExtraArgs) -> FusedTransformation:
     """A FusedTransformation that always runs ``pure`` (same interface, no kernel)."""
 
-    def apply_fn(grads, state, params):
+    def apply_fn(params, grads, state):
         updates, state = pure.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
@@ -411,7 +416,7 @@ def fused_train_step(
 
     def step(params, state, *batch):
         loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-        params, state = tx.apply_gradients(grads, state, params)
+        params, state = tx.apply_gradients(params, grads, state)
         return params, state, loss
 
     return jax.jit(step, donate_argnums=(0, 1))
