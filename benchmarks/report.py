@@ -175,8 +175,12 @@ def write_markdown(
         "same repetition. The *floor* is 28 bytes/parameter (read θ, g, m, v; write θ, m, v) "
         "at the best triad bandwidth (`c = a + 1.5·b`, JAX or torch) measured in the same case. "
         "`jit dispatch (identity)` is a jitted function that only passes the same donated tree "
-        "through: JAX's fixed per-call cost for that many leaves. The shared machine drifts, "
-        "so quote ratios, not absolute times.",
+        "through: JAX's fixed per-call cost for that many leaves. `jadam fused (update)` (the "
+        "optax-composable `tx.update` of `fused=True`) writes the updates to a fresh buffer "
+        "every step, which XLA's CPU runtime takes from the OS so that every page faults on "
+        "first touch, and applies them in a second pass; use `apply_gradients` for speed. The "
+        "shared machine drifts (see the load averages above), so quote ratios, not absolute "
+        "times.",
         "",
         "## Summary (median ms per step)",
         "",

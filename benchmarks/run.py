@@ -75,6 +75,7 @@ QUICK_CASES = (
 FULL_COMPILE_LEAVES = (10, 100, 1000, 3000)
 QUICK_COMPILE_LEAVES = (10, 100, 300)
 COMPILE_CANDIDATES = ("optax", "jadam", "jadam fused")
+MIN_REPS = 5
 
 
 def candidate_names(case: Case) -> list[str]:
@@ -96,12 +97,22 @@ def reference_name(case: Case, names: Sequence[str]) -> str:
     return names[0]
 
 
-def time_case(case: Case, reps: int, warmup: int, settle: float) -> dict:
-    """Times every candidate of ``case``, interleaved; returns per-candidate statistics."""
+def time_case(
+    case: Case, reps: int, warmup: int, settle: float, budget_s: float = float("inf")
+) -> dict:
+    """Times every candidate of ``case``, interleaved; returns per-candidate statistics.
+
+    Stops early, after at least ``MIN_REPS`` timed repetitions, once the case has run for
+    ``budget_s`` seconds (a loaded machine makes the slowest candidates very slow).
+    """
     names = candidate_names(case)
     built = [candidates.make(name, case.algorithm, case.sizes) for name in names]
     times = {name: [] for name in names}
+    started = time.perf_counter()
     for rep in range(warmup + reps):
+        timed = rep - warmup
+        if timed >= MIN_REPS and time.perf_counter() - started > budget_s:
+            break
         shift = rep % len(built)
         for cand in built[shift:] + built[:shift]:
             time.sleep(settle)
@@ -252,6 +263,7 @@ def run(
     warmup: int,
     settle: float,
     compile_params: int = M,
+    budget_s: float = float("inf"),
     out: pathlib.Path = HERE / "RESULTS.md",
     command: str = "python -m benchmarks.run",
 ) -> dict:
@@ -259,7 +271,7 @@ def run(
     results = {"machine": machine(), "command": command, "settle_s": settle, "cases": []}
     for case in cases:
         print(f"timing {case.label} ...", flush=True)
-        results["cases"].append(time_case(case, reps, warmup, settle))
+        results["cases"].append(time_case(case, reps, warmup, settle, budget_s))
         print(report.case_line(results["cases"][-1]), flush=True)
     print("compile times ...", flush=True)
     results["compile"] = compile_times(compile_leaves, compile_params) if compile_leaves else []
@@ -283,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per candidate")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--settle", type=float, default=0.005, help="pause before each step, s")
+    parser.add_argument(
+        "--budget", type=float, default=40.0, help="seconds per case before stopping early"
+    )
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "RESULTS.md")
@@ -302,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         args.settle,
         out=args.out,
         command=command.strip(),
+        budget_s=args.budget,
     )
 
 

@@ -11,7 +11,7 @@ import optax
 from jadam import _primitives as P
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
-from jadam._fused import FusedTransformation, fused_adam
+from jadam._fused import fused_adam
 
 
 class ScaleByAdamState(NamedTuple):
@@ -106,7 +106,7 @@ def adam(
     bias_correction: bool = True,
     nesterov: bool = False,
     fused: bool = False,
-) -> optax.GradientTransformationExtraArgs | FusedTransformation:
+) -> optax.GradientTransformationExtraArgs:
     """Adam, Algorithm 1: θ_t = θ_{t−1} − α·m̂_t/(√v̂_t + ε). See :func:`scale_by_adam`.
 
     Args:
@@ -178,7 +178,7 @@ def adamw(
     *,
     nesterov: bool = False,
     fused: bool = False,
-) -> optax.GradientTransformationExtraArgs | FusedTransformation:
+) -> optax.GradientTransformationExtraArgs:
     """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay λ.
 
     θ_t = θ_{t−1} − α·(m̂_t/(√v̂_t + ε) + λ·θ_{t−1}). Needs ``params`` in ``update``.

@@ -11,7 +11,7 @@ import optax
 from jadam import _primitives as P
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
-from jadam._fused import FusedTransformation, fused_adamax
+from jadam._fused import fused_adamax
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -76,7 +76,7 @@ def adamax(
     eps: Any = 1e-8,
     *,
     fused: bool = False,
-) -> optax.GradientTransformationExtraArgs | FusedTransformation:
+) -> optax.GradientTransformationExtraArgs:
     """AdaMax, Algorithm 2: θ_t = θ_{t−1} − (α/(1−β1^t))·m_t/(u_t + ε); paper default α = 0.002.
 
     Example:

@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from jadam import _primitives as P
+from jadam import _validation as V
 
 _TARGET = "jadam_fused_adam"
 _LIBRARY_STEM = "_fused_adam_kernel"
@@ -240,6 +241,15 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
     ``update`` followed by ``optax.apply_updates`` and writes θ, m and v in place: inside
     ``jax.jit`` with params and state donated it moves 28 bytes per parameter and allocates
     nothing beyond params, grads and state.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jadam
+      >>> tx = jadam.adam(0.1, fused=True)
+      >>> step = jax.jit(tx.apply_gradients, donate_argnums=(0, 2))
+      >>> params = {"w": jnp.zeros(3)}
+      >>> params, state = step(params, {"w": jnp.array([1.0, -2.0, 0.0])}, tx.init(params))
+      >>> params["w"]
+      Array([-0.1,  0.1,  0. ], dtype=float32)
     """
 
     def apply_gradients(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
@@ -303,6 +313,7 @@ def _fused(
     def run(grads, state, params, apply):
         """(outputs, new_state), or None where the kernel does not apply."""
         scale_state, lr_state = state[0], state[-1]
+        V.check_tree_matches(grads, scale_state.mu)
         g_leaves, treedef = jax.tree.flatten(grads)
         n = len(g_leaves)
         m_leaves = treedef.flatten_up_to(scale_state.mu)
