@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--settle", type=float, default=0.005, help="pause before each step, s")
     parser.add_argument(
-        "--budget", type=float, default=40.0, help="seconds per case before stopping early"
+        "--budget", type=float, default=30.0, help="seconds per case before stopping early"
     )
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
