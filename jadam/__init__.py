@@ -23,15 +23,21 @@ from jadam._baselines import scale_by_adagrad as scale_by_adagrad
 from jadam._baselines import scale_by_momentum as scale_by_momentum
 from jadam._baselines import scale_by_rms as scale_by_rms
 from jadam._baselines import sgd as sgd
+from jadam._precision import StochasticRounding as StochasticRounding
 from jadam._primitives import bias_correction as bias_correction
 from jadam._primitives import update_first_moment as update_first_moment
 from jadam._primitives import update_infinity_norm as update_infinity_norm
 from jadam._primitives import update_second_moment as update_second_moment
+from jadam._quantization import Blockwise8bit as Blockwise8bit
+from jadam._quantization import QuantizedArray as QuantizedArray
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
+from jadam._state_size import state_nbytes as state_nbytes
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Blockwise8bit",
+    "QuantizedArray",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
@@ -39,6 +45,7 @@ __all__ = [
     "ScaleByAmsgradState",
     "ScaleByMomentumState",
     "ScaleByRmsState",
+    "StochasticRounding",
     "adadelta",
     "adagrad",
     "adam",
@@ -57,6 +64,7 @@ __all__ = [
     "scale_by_momentum",
     "scale_by_rms",
     "sgd",
+    "state_nbytes",
     "update_first_moment",
     "update_infinity_norm",
     "update_second_moment",

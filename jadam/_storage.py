@@ -1,0 +1,100 @@
+"""How moments are stored between steps: the ``state_precision`` switch of the Adam family.
+
+Every storage computes in float32: it *decodes* the stored moments to float32, the transform
+updates them with the primitives of :mod:`jadam._primitives`, and it *encodes* the float32
+results for the next step. The step direction uses the float32 results, not their stored form.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jadam import _validation as V
+from jadam._precision import StochasticRounding
+from jadam._quantization import Blockwise8bit, QuantizedArray
+
+STATE_PRECISIONS = ("float32", "bfloat16", "float16", "8bit")
+
+
+class MomentStorage(Protocol):
+    """What a ``state_precision`` object provides (see StochasticRounding, Blockwise8bit)."""
+
+    def init(self, params: Any, *, signed: bool) -> Any: ...
+
+    def decode(self, stored: Any, updates: Any, *, signed: bool) -> Any: ...
+
+    def encode(self, values: Any, *, signed: bool, count: jax.Array, stream: int) -> Any: ...
+
+
+def resolve(state_precision: Any, mu_dtype: Any, nu_dtype: Any) -> tuple[Any, Any, Any]:
+    """Returns (storage or None, mu_dtype, nu_dtype) from the user's switches.
+
+    ``"float32"`` is plain float32 storage (mu_dtype = nu_dtype = float32); ``"bfloat16"`` and
+    ``"float16"`` are :class:`StochasticRounding`; ``"8bit"`` is :class:`Blockwise8bit`.
+    """
+    V.check_dtype("mu_dtype", mu_dtype)
+    V.check_dtype("nu_dtype", nu_dtype)
+    if state_precision is None:
+        return None, mu_dtype, nu_dtype
+    if mu_dtype is not None or nu_dtype is not None:
+        raise ValueError(
+            "give either state_precision or mu_dtype/nu_dtype, not both: got "
+            f"state_precision={state_precision!r}, mu_dtype={mu_dtype!r}, nu_dtype={nu_dtype!r}."
+        )
+    if isinstance(state_precision, (StochasticRounding, Blockwise8bit)):
+        return state_precision, None, None
+    if isinstance(state_precision, str) and state_precision in STATE_PRECISIONS:
+        if state_precision == "float32":
+            return None, jnp.float32, jnp.float32
+        if state_precision == "8bit":
+            return Blockwise8bit(), None, None
+        return StochasticRounding(jnp.dtype(state_precision)), None, None
+    raise ValueError(
+        f"state_precision must be None, one of {STATE_PRECISIONS}, a StochasticRounding or a "
+        f"Blockwise8bit, got {state_precision!r}."
+    )
+
+
+def check_real(params: Any, state_precision: Any) -> None:
+    """Raises ``TypeError`` if a parameter is complex (the storages hold real moments only)."""
+    for leaf in jax.tree.leaves(params):
+        if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
+            raise TypeError(
+                f"state_precision={state_precision!r} supports real parameters only, got a "
+                f"{leaf.dtype} leaf of shape {tuple(leaf.shape)}."
+            )
+
+
+def check_tree_matches(updates: Any, stored: Any) -> None:
+    """As :func:`jadam._validation.check_tree_matches`, with quantized leaves taken as leaves."""
+    is_leaf = lambda x: x is None or isinstance(x, QuantizedArray)  # noqa: E731
+    placeholder = jax.tree.map(
+        lambda s: s if not isinstance(s, QuantizedArray) else np.zeros(0, np.float32),
+        stored,
+        is_leaf=is_leaf,
+    )
+    if jax.tree.structure(updates, is_leaf=is_leaf) != jax.tree.structure(
+        placeholder, is_leaf=is_leaf
+    ):
+        V.check_tree_matches(updates, placeholder)  # raises, naming the differing leaves
+    for g, s in zip(
+        jax.tree.leaves(updates, is_leaf=is_leaf),
+        jax.tree.leaves(stored, is_leaf=is_leaf),
+        strict=True,
+    ):
+        if isinstance(s, QuantizedArray):
+            blocks, block_size = s.codes.shape
+            if not (blocks - 1) * block_size < max(g.size, 1) <= blocks * block_size:
+                raise ValueError(
+                    f"gradient of shape {tuple(g.shape)} does not fit quantized state of "
+                    f"{blocks} blocks of {block_size}."
+                )
+        elif (g is None) != (s is None) or np.shape(g) != np.shape(s):
+            raise ValueError(
+                "gradient tree does not match the optimizer state: gradient leaf has shape "
+                f"{np.shape(g)}, state leaf has shape {np.shape(s)}."
+            )
