@@ -12,7 +12,6 @@ from jadam import _primitives as P
 from jadam import _storage as S
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
-from jadam._precision import floor_denominator
 
 
 class ScaleByAdamState(NamedTuple):
@@ -118,7 +117,7 @@ def scale_by_adam(
             mu_hat = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, next_mu, grad)
         scale = P.sqrt(nu_hat, eps_root)
         divisor = P.one_minus_power(b2, count) if bias_correction else 1.0
-        scale = floor_denominator(scale, stored_nu, divisor)
+        scale = S.floor_denominator(scale, stored_nu, divisor)
         direction = P.normalize(mu_hat, scale, eps, like=updates)
         return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
 

@@ -92,7 +92,8 @@ def scale_by_adamax(
             stored_mu = storage.encode(mu, signed=True, count=count, stream=0)
             stored_nu = storage.encode(nu, signed=False, count=count, stream=1)
         mu_hat = P.bias_correction(mu, b1, count)
-        direction = P.normalize(mu_hat, nu, eps, like=updates)
+        scale = S.floor_denominator(nu, stored_nu, root=False)
+        direction = P.normalize(mu_hat, scale, eps, like=updates)
         return direction, ScaleByAdamaxState(count=count, mu=stored_mu, nu=stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -13,7 +13,6 @@ from jadam import _storage as S
 from jadam import _validation as V
 from jadam._adam import validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
-from jadam._precision import floor_denominator
 
 
 class ScaleByAmsgradState(NamedTuple):
@@ -97,7 +96,7 @@ def scale_by_amsgrad(
                 storage.encode(x, signed=i == 0, count=count, stream=i)
                 for i, x in enumerate((mu, nu, nu_max))
             )
-        scale = floor_denominator(P.sqrt(nu_max, eps_root), stored[2])
+        scale = S.floor_denominator(P.sqrt(nu_max, eps_root), stored[2])
         direction = P.normalize(mu_hat, scale, eps, like=updates)
         return direction, ScaleByAmsgradState(count, *stored)
 

@@ -15,8 +15,8 @@ sequence). The bits are a pure function of (seed, leaf, element, step count), so
 reproducible and a restored checkpoint continues the same stream.
 
 float16 also has a narrow range: stores saturate at ±65504 instead of overflowing, and
-:func:`floor_denominator` keeps √v̂ + ε above what float16 can resolve, so an ε below float16's
-resolution never produces 0/0 or Inf.
+:func:`jadam._storage.floor_denominator` keeps √v̂ + ε above what float16 can resolve, so an
+ε below float16's resolution never produces 0/0 or Inf.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def dither_bits(shape: tuple[int, ...], seed: int, stream: int, count: jax.Array
       stream: distinguishes leaves and moments (a Python int).
       count: the step count t (an integer scalar, possibly traced).
     """
-    key = _mix32(np.uint32((seed * 0x27D4EB2F + stream * 0x165667B1 + 0x6A09E667) % 2**32))
+    key = _mix32(jnp.uint32((seed * 0x27D4EB2F + stream * 0x165667B1 + 0x6A09E667) % 2**32))
     index = jax.lax.broadcasted_iota(jnp.uint32, (math.prod(shape),), 0).reshape(shape)
     offset = _mix32(index * _GOLDEN + key)
     return offset + jnp.asarray(count).astype(jnp.uint32) * _GOLDEN
@@ -106,7 +106,8 @@ class StochasticRounding:
 
     Attributes:
       dtype: storage dtype, ``jnp.bfloat16`` (default) or ``jnp.float16``.
-      seed: seed of the dither; the rounding is a pure function of (seed, leaf, index, step).
+      seed: seed of the dither, ≥ 0; the rounding is a pure function of (seed, leaf, index,
+        step count).
 
     Example:
       >>> import jax.numpy as jnp, jadam
@@ -123,8 +124,9 @@ class StochasticRounding:
             raise ValueError(
                 f"StochasticRounding dtype must be bfloat16 or float16, got {self.dtype!r}."
             )
-        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
-            raise TypeError(f"StochasticRounding seed must be an int, got {self.seed!r}.")
+        seed = self.seed
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"StochasticRounding seed must be an int ≥ 0, got {seed!r}.")
 
     def init(self, params: Any, *, signed: bool) -> Any:
         del signed
@@ -136,29 +138,21 @@ class StochasticRounding:
 
     def encode(self, values: Any, *, signed: bool, count: jax.Array, stream: int) -> Any:
         del signed
-        leaves, treedef = jax.tree.flatten(values, is_leaf=lambda x: x is None)
-        stored = []
-        for index, leaf in enumerate(leaves):
-            if leaf is None:
-                stored.append(None)
-                continue
-            bits = dither_bits(leaf.shape, self.seed, 2 * index + stream, count)
-            stored.append(round_stochastic(leaf, self.dtype, bits))
-        return jax.tree.unflatten(treedef, stored)
+
+        def leaf(x, leaf_stream):
+            bits = dither_bits(x.shape, self.seed, leaf_stream, count)
+            return round_stochastic(x, self.dtype, bits)
+
+        return map_with_stream(leaf, values, stream)
 
 
-def floor_denominator(scale: Any, nu: Any, resolution_divisor: Any = 1.0) -> Any:
-    """max(√v̂, √(tiny/d)) on leaves whose stored ``nu`` is float16; other leaves unchanged.
+def map_with_stream(fn: Any, values: Any, stream: int) -> Any:
+    """Maps fn(leaf, leaf_stream) over non-None leaves; each (leaf, moment) gets its own stream.
 
-    A float16 v_t below its smallest subnormal (6e-8) reads as 0, so a small m̂_t would be
-    divided by ε alone and could overflow the float16 update. √v̂ cannot be known more finely
-    than √(tiny/d), with d = 1 − β2^t the bias correction applied to v_t (1 without it).
+    ``stream`` numbers the moment (0: m_t, 1: v_t or u_t, 2: AMSGrad's v̂max_t).
     """
-    tiny = float(jnp.finfo(jnp.float16).smallest_subnormal)
-
-    def leaf(s, v):
-        if s is None or getattr(v, "dtype", None) != jnp.float16:
-            return s
-        return jnp.maximum(s, jnp.sqrt(tiny / resolution_divisor).astype(s.dtype))
-
-    return jax.tree.map(leaf, scale, nu, is_leaf=lambda x: x is None)
+    leaves, treedef = jax.tree.flatten(values, is_leaf=lambda x: x is None)
+    mapped = [
+        None if leaf is None else fn(leaf, 3 * index + stream) for index, leaf in enumerate(leaves)
+    ]
+    return jax.tree.unflatten(treedef, mapped)

@@ -15,7 +15,7 @@ import numpy as np
 
 from jadam import _validation as V
 from jadam._precision import StochasticRounding
-from jadam._quantization import Blockwise8bit, QuantizedArray
+from jadam._quantization import Blockwise8bit, QuantizedArray, dynamic_code
 
 STATE_PRECISIONS = ("float32", "bfloat16", "float16", "8bit")
 
@@ -98,3 +98,34 @@ def check_tree_matches(updates: Any, stored: Any) -> None:
                 "gradient tree does not match the optimizer state: gradient leaf has shape "
                 f"{np.shape(g)}, state leaf has shape {np.shape(s)}."
             )
+
+
+def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool = True) -> Any:
+    """Keeps the denominator s_t at or above what the stored second moment can resolve.
+
+    A float16 v_t below its smallest subnormal (6e-8), or an 8-bit v_t below the smallest code
+    times its block's absmax, reads back as 0; a small m̂_t would then be divided by ε alone (an
+    Inf in a float16 update, a huge step in 8 bits). So s_t ≥ √(resolution / d), with d = 1 − β2^t
+    the bias correction applied to v_t (1 without it); ``root=False`` (AdaMax's u_t) gives
+    s_t ≥ resolution. Leaves stored otherwise are returned unchanged.
+    """
+    tiny16 = float(jnp.finfo(jnp.float16).smallest_subnormal)
+    smallest_code = float(dynamic_code(signed=False)[1])
+
+    def leaf(s, v):
+        if s is None:
+            return s
+        if isinstance(v, QuantizedArray):
+            blocks, block_size = v.codes.shape
+            per_value = jnp.broadcast_to(v.scales[:, None], (blocks, block_size)).reshape(-1)
+            resolution = smallest_code * per_value[: s.size].reshape(s.shape)
+        elif getattr(v, "dtype", None) == jnp.float16:
+            resolution = jnp.asarray(tiny16, jnp.float32)
+        else:
+            return s
+        floor = jnp.sqrt(resolution / divisor) if root else resolution
+        return jnp.maximum(s, floor.astype(s.dtype))
+
+    return jax.tree.map(
+        leaf, scale, stored, is_leaf=lambda x: x is None or isinstance(x, QuantizedArray)
+    )
