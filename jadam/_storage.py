@@ -15,7 +15,7 @@ import numpy as np
 
 from jadam import _validation as V
 from jadam._precision import StochasticRounding
-from jadam._quantization import Blockwise8bit, QuantizedArray, dynamic_code
+from jadam._quantization import Blockwise8bit, QuantizedArray, code_values
 
 STATE_PRECISIONS = ("float32", "bfloat16", "float16", "8bit")
 
@@ -110,7 +110,7 @@ def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool
     s_t ≥ resolution. Leaves stored otherwise are returned unchanged.
     """
     tiny16 = float(jnp.finfo(jnp.float16).smallest_subnormal)
-    smallest_code = float(dynamic_code(signed=False)[1])
+    smallest_code = float(code_values(signed=False)[1])
 
     def leaf(s, v):
         if s is None:
