@@ -98,8 +98,8 @@ def code_values(signed: bool) -> np.ndarray:
     """All 256 values of the code (relative to the absmax), in code order, as float64.
 
     >>> values = code_values(signed=False)
-    >>> values.shape, values[0], values[-1] == 1.0
-    ((256,), 0.0, True)
+    >>> values.shape, float(values[0]), float(values[-1])
+    ((256,), 0.0, 1.0)
     """
     top = largest_code(signed)
     with jax.ensure_compile_time_eval():
