@@ -144,7 +144,7 @@ def dequantize(q: QuantizedArray, *, signed: bool, shape: tuple[int, ...]) -> ja
     >>> import jax.numpy as jnp
     >>> x = jnp.array([0.5, -1.0, 0.25])
     >>> dequantize(quantize(x, signed=True, block_size=2), signed=True, shape=(3,))
-    Array([ 0.5, -1. ,  0.25], dtype=float32)
+    Array([ 0.5 , -1.  ,  0.25], dtype=float32)
     """
     code = q.codes.astype(jnp.int32)
     factor = q.scales / jnp.float32(largest_code(signed))
