@@ -7,11 +7,12 @@ stored value is unbiased and the decay survives on average.
 
 Plain (independent per step) stochastic rounding is unbiased but noisy: every step adds a rounding
 error of about 0.2 % of v, and after the 3,000-step sequence of issue 7 a single coordinate is off
-by 8 % (median). jadam's dither instead follows a golden-ratio Weyl sequence in time for each
-coordinate, u_t = frac(o + t·φ) with a hashed offset o = hash(seed, leaf, index): each u_t is
-uniform (so each rounding is unbiased on average over o), and successive roundings are
-anti-correlated, so their errors cancel instead of accumulating (median error 0.8 % on that
-sequence). The bits are a pure function of (seed, leaf, element, step count), so runs are
+by 8 % (median). jadam's dither is instead a low-discrepancy sequence over (index i, step t):
+u = frac(k + i/ρ + t/φ), with ρ the plastic number, φ the golden ratio and k = hash(seed, leaf,
+moment). For one coordinate u_t is a golden-ratio Weyl sequence in time: u_t is uniform over
+coordinates (so rounding is unbiased on average), and successive roundings are anti-correlated,
+so their errors cancel instead of accumulating (median error 0.8 % on that sequence; the mean
+over 4,096 coordinates stays within 0.3 %). It costs two integer operations per value. The bits are a pure function of (seed, leaf, element, step count), so runs are
 reproducible and a restored checkpoint continues the same stream.
 
 float16 also has a narrow range: stores saturate at ±65504 instead of overflowing, and
@@ -31,7 +32,9 @@ import numpy as np
 
 from jadam import _primitives as P
 
-_GOLDEN = np.uint32(0x9E3779B9)  # round(2³² / φ): the Weyl step of the dither sequence.
+# round(2³²/ρ), ρ = 1.3247... the plastic number, and round(2³²/φ), φ the golden ratio.
+_INDEX_STEP = np.uint32(0xC13FA9A9)
+_TIME_STEP = np.uint32(0x9E3779B9)
 _SUPPORTED = (jnp.bfloat16, jnp.float16)
 
 
@@ -45,7 +48,7 @@ def _mix32(h: jax.Array) -> jax.Array:
 
 
 def dither_bits(shape: tuple[int, ...], seed: int, stream: int, count: jax.Array) -> jax.Array:
-    """uint32 dither for step ``count``: frac(hash(seed, stream, index) + count·φ) in fixed point.
+    """uint32 dither for step ``count``: frac(k + index/ρ + count/φ) in 32-bit fixed point.
 
     Args:
       shape: shape of the array being rounded.
@@ -55,8 +58,7 @@ def dither_bits(shape: tuple[int, ...], seed: int, stream: int, count: jax.Array
     """
     key = _mix32(jnp.uint32((seed * 0x27D4EB2F + stream * 0x165667B1 + 0x6A09E667) % 2**32))
     index = jax.lax.broadcasted_iota(jnp.uint32, (math.prod(shape),), 0).reshape(shape)
-    offset = _mix32(index * _GOLDEN + key)
-    return offset + jnp.asarray(count).astype(jnp.uint32) * _GOLDEN
+    return key + index * _INDEX_STEP + jnp.asarray(count).astype(jnp.uint32) * _TIME_STEP
 
 
 def saturate(x: jax.Array, dtype: Any) -> jax.Array:
