@@ -12,8 +12,9 @@ u = frac(k + i/ρ + t/φ), with ρ the plastic number, φ the golden ratio and k
 moment). For one coordinate u_t is a golden-ratio Weyl sequence in time: u_t is uniform over
 coordinates (so rounding is unbiased on average), and successive roundings are anti-correlated,
 so their errors cancel instead of accumulating (median error 0.8 % on that sequence; the mean
-over 4,096 coordinates stays within 0.3 %). It costs two integer operations per value. The bits are a pure function of (seed, leaf, element, step count), so runs are
-reproducible and a restored checkpoint continues the same stream.
+over 4,096 coordinates stays within 0.3 %). It costs two integer operations per value. The bits
+are a pure function of (seed, leaf, element, step count), so runs are reproducible and a
+restored checkpoint continues the same stream.
 
 float16 also has a narrow range: stores saturate at ±65504 instead of overflowing, and
 :func:`jadam._storage.floor_denominator` keeps √v̂ + ε above what float16 can resolve, so an
