@@ -174,6 +174,9 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
     eps_is_positive = isinstance(eps, (int, float)) and eps > 0
 
     def leaf(m, s, out):
+        # In ≥ float32: a float16 s_t + 1e-8 would round to s_t, and 0 + ε to 0 (then 0/0).
+        dtype = jnp.promote_types(_compute_dtype(m.dtype), _compute_dtype(s.dtype))
+        m, s = m.astype(dtype), s.astype(dtype)
         denominator = s + eps
         direction = m / denominator if eps_is_positive else safe_divide(m, denominator)
         return direction.astype(out.dtype)
