@@ -107,7 +107,7 @@ def scale_by_adagrad(
         out = jax.tree.map(
             lambda g, s: (g * jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0)).astype(g.dtype),
             updates,
-            sums,
+            P.upcast(sums),
         )
         return out, ScaleByAdagradState(sums)
 
@@ -177,11 +177,11 @@ def scale_by_rms(
         V.check_tree_matches(updates, state.nu)
         count = P.increment(state.count)
         nu = P.update_second_moment(updates, state.nu, decay)
-        nu_hat = P.bias_correction(nu, decay, count) if bias_correction else nu
+        nu_hat = P.bias_correction(nu, decay, count) if bias_correction else P.upcast(nu)
         mu = None
         if centered:
             mu = P.update_first_moment(updates, state.mu, decay)
-            mu_hat = P.bias_correction(mu, decay, count) if bias_correction else mu
+            mu_hat = P.bias_correction(mu, decay, count) if bias_correction else P.upcast(mu)
             nu_hat = jax.tree.map(lambda v, m: v - P.abs_sq(m), nu_hat, mu_hat)
         if eps_in_sqrt:
             scale = jax.tree.map(lambda v: jax.lax.rsqrt(v + eps), nu_hat)
@@ -262,8 +262,8 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> optax.GradientTransfor
         out = jax.tree.map(
             lambda g, eg, ex: (jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps) * g).astype(g.dtype),
             updates,
-            e_g,
-            state.e_x,
+            P.upcast(e_g),
+            P.upcast(state.e_x),
         )
         e_x = P.update_second_moment(out, state.e_x, rho)
         return out, ScaleByAdadeltaState(e_g=e_g, e_x=e_x)

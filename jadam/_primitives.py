@@ -30,6 +30,11 @@ def to_storage(x: jax.Array, dtype: Any) -> jax.Array:
     return x.astype(dtype)
 
 
+def upcast(tree: Any) -> Any:
+    """Each leaf in its compute dtype (at least float32), so that ε never underflows."""
+    return _tree_map(lambda x: x.astype(_compute_dtype(x.dtype)), tree)
+
+
 def _tree_map(fn, tree, *rest):
     return jax.tree.map(
         lambda x, *r: None if x is None else fn(x, *r), tree, *rest, is_leaf=_is_none
@@ -174,10 +179,7 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
     eps_is_positive = isinstance(eps, (int, float)) and eps > 0
 
     def leaf(m, s, out):
-        # In ≥ float32: a float16 s_t + 1e-8 would round to s_t, and 0 + ε to 0 (then 0/0).
-        dtype = jnp.promote_types(_compute_dtype(m.dtype), _compute_dtype(s.dtype))
-        m, s = m.astype(dtype), s.astype(dtype)
-        denominator = s + eps
+        denominator = s.astype(_compute_dtype(s.dtype)) + eps
         direction = m / denominator if eps_is_positive else safe_divide(m, denominator)
         return direction.astype(out.dtype)
 
@@ -186,4 +188,4 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
 
 def sqrt(tree: Any, eps_root: Any = 0.0) -> Any:
     """√(x + ε_root) for each leaf (Algorithm 1 line 12's √v̂_t, with optax's ε_root)."""
-    return _tree_map(lambda x: jnp.sqrt(x + eps_root), tree)
+    return _tree_map(lambda x: jnp.sqrt(x.astype(_compute_dtype(x.dtype)) + eps_root), tree)

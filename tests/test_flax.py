@@ -1,0 +1,78 @@
+"""jadam inside Flax training steps (NNX Optimizer, Linen TrainState) matches optax."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import jadam
+
+nnx = pytest.importorskip("flax.nnx")
+linen = pytest.importorskip("flax.linen")
+train_state = pytest.importorskip("flax.training.train_state")
+
+X = jnp.linspace(-1.0, 1.0, 32).reshape(8, 4)
+Y = jnp.sin(X.sum(axis=1, keepdims=True))
+PAIRS = [
+    (jadam.adam(1e-2), optax.adam(1e-2)),
+    (jadam.adamax(2e-3), optax.adamax(2e-3)),  # ε conventions differ by ~1e-8 here
+    (jadam.adamw(1e-2, weight_decay=0.1), optax.adamw(1e-2, weight_decay=0.1)),
+]
+
+
+class MLP(nnx.Module):
+    def __init__(self, rngs):
+        self.hidden = nnx.Linear(4, 16, rngs=rngs)
+        self.out = nnx.Linear(16, 1, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jax.nn.relu(self.hidden(x)))
+
+
+def _nnx_train(tx, steps=20):
+    model = MLP(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer):
+        grads = nnx.grad(lambda m: jnp.mean((m(X) - Y) ** 2))(model)
+        optimizer.update(model, grads)
+
+    for _ in range(steps):
+        step(model, optimizer)
+    return nnx.state(model, nnx.Param)
+
+
+@pytest.mark.parametrize("ours,theirs", PAIRS, ids=["adam", "adamax", "adamw"])
+def test_nnx_optimizer_step_matches_optax(ours, theirs):
+    chex.assert_trees_all_close(_nnx_train(ours), _nnx_train(theirs), rtol=2e-5, atol=1e-6)
+
+
+class LinenMLP(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        return linen.Dense(1)(jax.nn.relu(linen.Dense(16)(x)))
+
+
+def _linen_train(tx, steps=20):
+    model = LinenMLP()
+    state = train_state.TrainState.create(
+        apply_fn=model.apply, params=model.init(jax.random.key(0), X)["params"], tx=tx
+    )
+
+    @jax.jit
+    def step(state):
+        loss = lambda p: jnp.mean((state.apply_fn({"params": p}, X) - Y) ** 2)  # noqa: E731
+        return state.apply_gradients(grads=jax.grad(loss)(state.params))
+
+    for _ in range(steps):
+        state = step(state)
+    return state.params
+
+
+@pytest.mark.parametrize("ours,theirs", PAIRS, ids=["adam", "adamax", "adamw"])
+def test_linen_train_state_matches_optax(ours, theirs):
+    chex.assert_trees_all_close(_linen_train(ours), _linen_train(theirs), rtol=2e-5, atol=1e-6)
