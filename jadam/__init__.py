@@ -29,7 +29,6 @@ from jadam._primitives import update_first_moment as update_first_moment
 from jadam._primitives import update_infinity_norm as update_infinity_norm
 from jadam._primitives import update_second_moment as update_second_moment
 from jadam._quantization import Blockwise8bit as Blockwise8bit
-from jadam._quantization import QuantizedArray as QuantizedArray
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
 from jadam._state_size import state_nbytes as state_nbytes
 
@@ -37,7 +36,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Blockwise8bit",
-    "QuantizedArray",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",

@@ -20,8 +20,12 @@ Error bound (what the tests check), with a = the block's absmax and t = 1 − 2^
 code: |x − x̂| ≤ 2^−(M+1)·|x| + 2^−(M+2^E)·a/t for nearest rounding, and twice that for
 stochastic rounding (relative 3.1 % / 6.25 % for nearest, unsigned / signed).
 
-The state is an ordinary pytree: :class:`QuantizedArray` is a NamedTuple of two arrays, so it
-jits, checkpoints (orbax, flax.serialization) and shards like any other state.
+Layout: a quantized leaf is ONE uint8 array of shape (num_blocks, block_size + 4); each row holds
+a block's codes followed by the four bytes of its float32 absmax (bit-cast, little-endian). The
+moment trees therefore keep exactly the structure of the parameters, with plain array leaves, so
+the state jits, checkpoints (orbax, flax.serialization), shards along the blocks, and passes
+through Flax's ``nnx.Optimizer`` (which rewrites NamedTuple nodes nested in its state trees)
+like any other optax state. :func:`unpack` splits a leaf into codes and scales.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -50,15 +54,34 @@ def largest_code(signed: bool) -> float:
     return 1.0 - 2.0 ** -(mantissa_bits(signed) + 1)
 
 
-class QuantizedArray(NamedTuple):
-    """A tensor stored as uint8 codes (num_blocks, block_size) and float32 absmax per block."""
-
-    codes: jax.Array
-    scales: jax.Array
+_SCALE_BYTES = 4
 
 
 def _is_leaf(x: Any) -> bool:
-    return x is None or isinstance(x, QuantizedArray)
+    return x is None
+
+
+def is_quantized(leaf: Any) -> bool:
+    """Whether a stored moment leaf is a packed 8-bit leaf (uint8) rather than float32."""
+    return getattr(leaf, "dtype", None) == jnp.uint8
+
+
+def unpack(packed: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(codes uint8 (num_blocks, block_size), scales float32 (num_blocks,)) of a packed leaf."""
+    codes = packed[:, :-_SCALE_BYTES]
+    scales = jax.lax.bitcast_convert_type(packed[:, -_SCALE_BYTES:], jnp.float32)
+    return codes, scales
+
+
+def pack(codes: jax.Array, scales: jax.Array) -> jax.Array:
+    """The inverse of :func:`unpack`."""
+    scale_bytes = jax.lax.bitcast_convert_type(scales.astype(jnp.float32), jnp.uint8)
+    return jnp.concatenate([codes.astype(jnp.uint8), scale_bytes], axis=1)
+
+
+def packed_shape(size: int, block_size: int) -> tuple[int, int]:
+    """Shape of the packed leaf holding ``size`` values."""
+    return max(1, math.ceil(size / block_size)), block_size + _SCALE_BYTES
 
 
 def _encode_magnitude(y: jax.Array, signed: bool, bits: jax.Array | None) -> jax.Array:
@@ -112,8 +135,8 @@ def code_values(signed: bool) -> np.ndarray:
 
 def quantize(
     x: jax.Array, *, signed: bool, block_size: int, bits: jax.Array | None = None
-) -> QuantizedArray:
-    """Block-wise quantization of ``x`` (any shape): nearest, or stochastic given ``bits``.
+) -> jax.Array:
+    """Block-wise quantization of ``x`` (any shape) to a packed uint8 leaf (see module doc).
 
     Args:
       x: values to store.
@@ -122,10 +145,13 @@ def quantize(
       bits: None for round-to-nearest, else uint32 dither shaped (num_blocks, block_size):
         each value rounds away from zero with probability equal to its position between codes.
 
+    Returns:
+      uint8 array of shape (num_blocks, block_size + 4): codes, then the absmax's bytes.
+
     >>> import jax.numpy as jnp
-    >>> q = quantize(jnp.array([0.5, -1.0, 0.25]), signed=True, block_size=2)
-    >>> q.codes.shape, q.scales
-    ((2, 2), Array([1.  , 0.25], dtype=float32))
+    >>> packed = quantize(jnp.array([0.5, -1.0, 0.25]), signed=True, block_size=2)
+    >>> packed.shape, unpack(packed)[1]
+    ((2, 6), Array([1.  , 0.25], dtype=float32))
     """
     x = jnp.asarray(x, jnp.float32).reshape(-1)
     num_blocks = max(1, math.ceil(x.size / block_size))
@@ -136,19 +162,20 @@ def quantize(
     code = _encode_magnitude(normalized, signed, bits)
     if signed:
         code = code | jnp.where(blocks < 0, 128, 0)
-    return QuantizedArray(codes=code.astype(jnp.uint8), scales=scales)
+    return pack(code.astype(jnp.uint8), scales)
 
 
-def dequantize(q: QuantizedArray, *, signed: bool, shape: tuple[int, ...]) -> jax.Array:
-    """float32 values of ``q`` reshaped to ``shape`` (the padding dropped).
+def dequantize(packed: jax.Array, *, signed: bool, shape: tuple[int, ...]) -> jax.Array:
+    """float32 values of a packed leaf reshaped to ``shape`` (the padding dropped).
 
     >>> import jax.numpy as jnp
     >>> x = jnp.array([0.5, -1.0, 0.25])
     >>> dequantize(quantize(x, signed=True, block_size=2), signed=True, shape=(3,))
     Array([ 0.5 , -1.  ,  0.25], dtype=float32)
     """
-    code = q.codes.astype(jnp.int32)
-    factor = q.scales / jnp.float32(largest_code(signed))
+    codes, scales = unpack(packed)
+    code = codes.astype(jnp.int32)
+    factor = scales / jnp.float32(largest_code(signed))
     if signed:
         magnitude = _decode_magnitude(code & 127, signed)
         values = jnp.where(code >= 128, -magnitude, magnitude)
@@ -177,8 +204,8 @@ class Blockwise8bit:
     Example:
       >>> import jax.numpy as jnp, jadam
       >>> tx = jadam.scale_by_adam(state_precision=Blockwise8bit(block_size=64, min_size=0))
-      >>> tx.init(jnp.zeros(100)).mu.codes.shape
-      (2, 64)
+      >>> tx.init(jnp.zeros(100)).mu.shape  # 2 blocks of 64 codes + 4 bytes of absmax
+      (2, 68)
     """
 
     block_size: int = 256
@@ -199,11 +226,7 @@ class Blockwise8bit:
         def leaf(p):
             if not self._quantized(p):
                 return jnp.zeros(p.shape, jnp.float32)
-            blocks = max(1, math.ceil(math.prod(p.shape) / self.block_size))
-            return QuantizedArray(
-                codes=jnp.zeros((blocks, self.block_size), jnp.uint8),
-                scales=jnp.zeros((blocks,), jnp.float32),
-            )
+            return jnp.zeros(packed_shape(math.prod(p.shape), self.block_size), jnp.uint8)
 
         return jax.tree.map(lambda p: None if p is None else leaf(p), params, is_leaf=_is_leaf)
 
@@ -211,7 +234,7 @@ class Blockwise8bit:
         def leaf(s, g):
             if s is None:
                 return None
-            if isinstance(s, QuantizedArray):
+            if is_quantized(s):
                 return dequantize(s, signed=signed, shape=g.shape)
             return s
 

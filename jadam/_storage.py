@@ -15,7 +15,7 @@ import numpy as np
 
 from jadam import _validation as V
 from jadam._precision import StochasticRounding
-from jadam._quantization import Blockwise8bit, QuantizedArray, code_values
+from jadam._quantization import Blockwise8bit, code_values, is_quantized, unpack
 
 STATE_PRECISIONS = ("float32", "bfloat16", "float16", "8bit")
 
@@ -70,28 +70,22 @@ def check_real(params: Any, state_precision: Any) -> None:
 
 
 def check_tree_matches(updates: Any, stored: Any) -> None:
-    """As :func:`jadam._validation.check_tree_matches`, with quantized leaves taken as leaves."""
-    is_leaf = lambda x: x is None or isinstance(x, QuantizedArray)  # noqa: E731
-    placeholder = jax.tree.map(
-        lambda s: s if not isinstance(s, QuantizedArray) else np.zeros(0, np.float32),
-        stored,
-        is_leaf=is_leaf,
-    )
-    if jax.tree.structure(updates, is_leaf=is_leaf) != jax.tree.structure(
-        placeholder, is_leaf=is_leaf
-    ):
-        V.check_tree_matches(updates, placeholder)  # raises, naming the differing leaves
+    """As :func:`jadam._validation.check_tree_matches`; packed 8-bit leaves are checked by size."""
+    is_none = lambda x: x is None  # noqa: E731
+    if jax.tree.structure(updates, is_leaf=is_none) != jax.tree.structure(stored, is_leaf=is_none):
+        V.check_tree_matches(updates, stored)  # raises, naming the differing leaves
     for g, s in zip(
-        jax.tree.leaves(updates, is_leaf=is_leaf),
-        jax.tree.leaves(stored, is_leaf=is_leaf),
+        jax.tree.leaves(updates, is_leaf=is_none),
+        jax.tree.leaves(stored, is_leaf=is_none),
         strict=True,
     ):
-        if isinstance(s, QuantizedArray):
-            blocks, block_size = s.codes.shape
+        if is_quantized(s):
+            blocks, row = s.shape
+            block_size = row - 4
             if not (blocks - 1) * block_size < max(g.size, 1) <= blocks * block_size:
                 raise ValueError(
-                    f"gradient of shape {tuple(g.shape)} does not fit quantized state of "
-                    f"{blocks} blocks of {block_size}."
+                    f"gradient of shape {tuple(g.shape)} does not fit the 8-bit state of "
+                    f"{blocks} blocks of {block_size} values."
                 )
         elif (g is None) != (s is None) or np.shape(g) != np.shape(s):
             raise ValueError(
@@ -115,9 +109,9 @@ def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool
     def leaf(s, v):
         if s is None:
             return s
-        if isinstance(v, QuantizedArray):
-            blocks, block_size = v.codes.shape
-            per_value = jnp.broadcast_to(v.scales[:, None], (blocks, block_size)).reshape(-1)
+        if is_quantized(v):
+            codes, scales = unpack(v)
+            per_value = jnp.broadcast_to(scales[:, None], codes.shape).reshape(-1)
             resolution = smallest_code * per_value[: s.size].reshape(s.shape)
         elif getattr(v, "dtype", None) == jnp.float16:
             resolution = jnp.asarray(tiny16, jnp.float32)
@@ -126,6 +120,4 @@ def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool
         floor = jnp.sqrt(resolution / divisor) if root else resolution
         return jnp.maximum(s, floor.astype(s.dtype))
 
-    return jax.tree.map(
-        leaf, scale, stored, is_leaf=lambda x: x is None or isinstance(x, QuantizedArray)
-    )
+    return jax.tree.map(leaf, scale, stored, is_leaf=lambda x: x is None)

@@ -63,7 +63,8 @@ def test_nearest_rounding_picks_the_nearest_code(signed):
     float32_slack = 2.0**-22 * (np.abs(x) + absmax)  # x̂ = code · absmax is rounded to float32
     assert np.all(np.abs(got - x) <= best + float32_slack)
     assert np.all(np.abs(got - x) <= bound(x, absmax, signed, stochastic=False) * (1 + 1e-6))
-    np.testing.assert_array_equal(np.asarray(q.scales), absmax[::BLOCK].astype(np.float32))
+    _, scales = _quantization.unpack(q)
+    np.testing.assert_array_equal(np.asarray(scales), absmax[::BLOCK].astype(np.float32))
 
 
 @pytest.mark.parametrize("signed", [True, False])
@@ -84,11 +85,20 @@ def test_stochastic_rounding_is_within_bound_and_unbiased(signed):
     assert np.all(np.abs(draws.mean(axis=0) - x) <= gap / 16 + 1e-30)
 
 
+def test_pack_round_trip():
+    codes = jnp.arange(12, dtype=jnp.uint8).reshape(3, 4)
+    scales = jnp.array([1.5, 0.0, -2.25e-30], jnp.float32)
+    got_codes, got_scales = _quantization.unpack(_quantization.pack(codes, scales))
+    np.testing.assert_array_equal(np.asarray(got_codes), np.asarray(codes))
+    np.testing.assert_array_equal(np.asarray(got_scales), np.asarray(scales))
+
+
 def test_quantized_zeros_and_padding():
     x = jnp.zeros(100)
     q = _quantization.quantize(x, signed=True, block_size=BLOCK)
-    assert q.codes.shape == (2, BLOCK) and q.codes.dtype == jnp.uint8
-    assert q.scales.dtype == jnp.float32
+    assert q.shape == (2, BLOCK + 4) and q.dtype == jnp.uint8  # codes, then absmax bytes
+    codes, scales = _quantization.unpack(q)
+    assert codes.shape == (2, BLOCK) and scales.shape == (2,) and scales.dtype == jnp.float32
     out = _quantization.dequantize(q, signed=True, shape=(10, 10))
     np.testing.assert_array_equal(np.asarray(out), np.zeros((10, 10)))
 
@@ -105,7 +115,7 @@ def test_state_nbytes_per_parameter():
     assert per_param["8bit"] <= 2.1
     state = jadam.adam(1e-3, state_precision="8bit").init(params)
     mu = state[0].mu
-    assert isinstance(mu["big"], jadam.QuantizedArray)
+    assert mu["big"].dtype == jnp.uint8 and mu["big"].shape == (4096, 256 + 4)
     assert mu["small"].dtype == jnp.float32  # below min_size: kept float32
     abstract = jax.eval_shape(jadam.adam(1e-3, state_precision="8bit").init, params)
     assert jadam.state_nbytes(abstract) == jadam.state_nbytes(state)

@@ -14,6 +14,7 @@ import optax
 import pytest
 
 import jadam
+from jadam import _quantization
 
 SMALL_8BIT = jadam.Blockwise8bit(block_size=64, min_size=256)
 
@@ -62,7 +63,7 @@ def test_low_precision_state_follows_float32(name, precision):
     params32, _, losses32 = train(OPTIMIZERS[name](None))
     params_low, state, losses_low = train(OPTIMIZERS[name](precision))
     if precision is SMALL_8BIT:
-        assert isinstance(state[0].mu["w"], jadam.QuantizedArray)  # 2048 ≥ min_size
+        assert state[0].mu["w"].dtype == jnp.uint8  # 2048 ≥ min_size: packed 8-bit leaf
         assert state[0].mu["b"].dtype == jnp.float32  # 32 < min_size
     assert losses32[-1] < 0.3 * losses32[0]  # the problem is actually being solved
     assert float(losses_low[-1]) == pytest.approx(float(losses32[-1]), rel=0.02)
@@ -94,8 +95,12 @@ def test_jit_matches_eager_and_does_not_retrace():
 
 
 def chex_close(a, b):
+    """Float leaves to 1e-6; packed 8-bit leaves: equal codes, absmax to 1e-6."""
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         assert x.dtype == y.dtype and x.shape == y.shape
+        if x.dtype == jnp.uint8:
+            (x_codes, x), (y_codes, y) = _quantization.unpack(x), _quantization.unpack(y)
+            np.testing.assert_array_equal(np.asarray(x_codes), np.asarray(y_codes))
         np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), 1e-6)
 
 
@@ -160,8 +165,8 @@ SHARDING_SCRIPT = textwrap.dedent(
         for a, b in zip(one, eight):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         if precision == "8bit":
-            codes = state_8[0].mu["w"].codes
-            assert codes.dtype == jnp.uint8 and len(codes.sharding.device_set) == 8
+            packed = state_8[0].mu["w"]
+            assert packed.dtype == jnp.uint8 and len(packed.sharding.device_set) == 8
     print("ok")
     """
 )
@@ -179,3 +184,37 @@ def test_state_shards_across_devices():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_8bit_state_in_flax_nnx_optimizer():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Model(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(64, 64, rngs=rngs)
+            self.out = nnx.Linear(64, 1, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(jax.nn.relu(self.hidden(x)))
+
+    x = jnp.linspace(-1.0, 1.0, 16 * 64).reshape(16, 64)
+    y = jnp.sin(3 * x[:, :1])
+
+    def run(precision):
+        model = Model(nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, jadam.adam(1e-2, state_precision=precision), wrt=nnx.Param)
+
+        @nnx.jit
+        def step(model, optimizer):
+            loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
+            optimizer.update(model, grads)
+            return loss
+
+        return [float(step(model, optimizer)) for _ in range(30)], optimizer
+
+    losses32, _ = run(None)
+    losses8, optimizer = run(SMALL_8BIT)
+    codes = [leaf for leaf in jax.tree.leaves(nnx.state(optimizer)) if leaf.dtype == jnp.uint8]
+    assert codes  # the 64×64 kernel's moments are quantized
+    assert losses32[-1] < 0.5 * losses32[0]
+    assert losses8[-1] == pytest.approx(losses32[-1], rel=0.05)
