@@ -295,7 +295,13 @@ def main():
         gbs = 28 * n / (t["float32"][0] / 1e3) / 1e9
         cells = [f"{t[k][1]:.2f} [{t[k][2]:.2f}, {t[k][3]:.2f}]" for k in ("bfloat16", "8bit")]
         lines.append(f"| {label} | {t['float32'][0]:.2f} | {' | '.join(cells)} | {gbs:.1f} |")
-    lines += ["", f"Triad bandwidth of this machine in the same run: {bandwidth:.1f} GB/s.", ""]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines += [
+        "",
+        f"Triad bandwidth of this machine in the same run: {bandwidth:.1f} GB/s. "
+        f"Load average after timing (1, 5, 15 min): {load} on {os.cpu_count()} cores.",
+        "",
+    ]
 
     datasets = [("scikit-learn digits", *load_digits())]
     if args.mnist:
