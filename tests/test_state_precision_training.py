@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -57,10 +58,16 @@ OPTIMIZERS = {
 }
 
 
+@functools.cache
+def train_float32(name: str):
+    params, _, losses = train(OPTIMIZERS[name](None))
+    return params, losses
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("precision", [SMALL_8BIT, "bfloat16"], ids=["8bit", "bfloat16"])
 def test_low_precision_state_follows_float32(name, precision):
-    params32, _, losses32 = train(OPTIMIZERS[name](None))
+    params32, losses32 = train_float32(name)
     params_low, state, losses_low = train(OPTIMIZERS[name](precision))
     if precision is SMALL_8BIT:
         assert state[0].mu["w"].dtype == jnp.uint8  # 2048 ≥ min_size: packed 8-bit leaf
@@ -85,7 +92,7 @@ def test_jit_matches_eager_and_does_not_retrace():
 
     jitted = jax.jit(update)
     eager_state, jit_state = state, state
-    for _ in range(3):
+    for _ in range(2):
         eager_updates, eager_state = tx.update(grads, eager_state, params)
         jit_updates, jit_state = jitted(grads, jit_state, params)
         chex_close(eager_updates, jit_updates)
