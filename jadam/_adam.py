@@ -11,6 +11,10 @@ import optax
 from jadam import _primitives as P
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
+from jadam._nadam import scale_by_nadam
+from jadam._schedules import decayed_b1_correction
+
+EPS_FORMS = ("algorithm1", "eps_hat", "inside_root")
 
 
 class ScaleByAdamState(NamedTuple):
@@ -29,6 +33,16 @@ def validate_adam_hyperparameters(b1: Any, b2: Any, eps: Any, eps_root: Any = 0.
     V.check_non_negative("eps_root", eps_root)
 
 
+def _divide(tree: Any, correction: jax.Array) -> Any:
+    """Each leaf (in its compute dtype) divided by the scalar ``correction``."""
+
+    def leaf(m):
+        m = P.upcast(m)
+        return m / correction.astype(m.dtype)
+
+    return P._tree_map(leaf, tree)
+
+
 def scale_by_adam(
     b1: Any = 0.9,
     b2: Any = 0.999,
@@ -38,6 +52,8 @@ def scale_by_adam(
     bias_correction: bool = True,
     mu_dtype: Any = None,
     nesterov: bool = False,
+    eps_form: str = "algorithm1",
+    b1_decay: Any = None,
 ) -> optax.GradientTransformation:
     """Scales gradients by Adam's m̂_t / (√v̂_t + ε) (Algorithm 1, lines 6-12).
 
@@ -52,6 +68,12 @@ def scale_by_adam(
       bias_correction: divide by 1−β^t (Section 3); False gives Figure 4's uncorrected ablation.
       mu_dtype: storage dtype of m_t (None: the parameter's dtype).
       nesterov: Dozat's (2016) Nesterov momentum, as optax's ``nadam``.
+      eps_form: where ε enters. "algorithm1": m̂_t/(√v̂_t + ε) (line 11). "eps_hat": Section 2's
+        efficient ordering α_t = α·√(1−β2^t)/(1−β1^t), θ_t = θ_{t−1} − α_t·m_t/(√v_t + ε̂),
+        i.e. m̂_t/(√v̂_t + ε̂/√(1−β2^t)) (Keras's and TF's only form). "inside_root":
+        m̂_t/√(v̂_t + ε) (the RMSProp form; same as eps_root=ε, eps=0).
+      b1_decay: λ ∈ (0, 1] for Section 4's β1,t = β1·λ^(t−1) (Theorem 4.1); m̂_t is then
+        m_t/(1 − ∏_{τ≤t} β1,τ), see :func:`jadam.decayed_b1_correction`. None: constant β1.
 
     Note: coordinates whose gradient was always 0 get update 0, also with ε = 0 (the literal
     algorithm computes 0/0 there). Complex gradients use |g|² = g·conj(g), so v_t is real.
@@ -65,6 +87,11 @@ def scale_by_adam(
     """
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
     V.check_dtype("mu_dtype", mu_dtype)
+    V.check_choice("eps_form", eps_form, EPS_FORMS)
+    if b1_decay is not None:
+        V.check_range("b1_decay", b1_decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
+        if nesterov:
+            raise ValueError("b1_decay is not supported together with nesterov=True.")
 
     def init_fn(params):
         return ScaleByAdamState(
@@ -77,18 +104,33 @@ def scale_by_adam(
         del params
         V.check_tree_matches(updates, state.mu)
         count = P.increment(state.count)
-        mu = P.update_first_moment(updates, state.mu, b1)
+        if b1_decay is None:
+            mu = P.update_first_moment(updates, state.mu, b1)
+        else:  # Section 4: β1,t = β1·λ^(t−1)
+            b1_t = b1 * jnp.asarray(b1_decay, jnp.result_type(float)) ** (count - 1)
+            mu = P.update_first_moment(updates, state.mu, b1_t)
         nu = P.update_second_moment(updates, state.nu, b2)
-        if bias_correction:
+        if not bias_correction:
+            mu_hat, nu_hat = mu, nu
+        elif b1_decay is None:
             mu_hat = P.bias_correction(mu, b1, count)
             nu_hat = P.bias_correction(nu, b2, count)
         else:
-            mu_hat, nu_hat = mu, nu
+            mu_hat = _divide(mu, decayed_b1_correction(b1, b1_decay, count))
+            nu_hat = P.bias_correction(nu, b2, count)
         if nesterov:
             next_mu = P.bias_correction(mu, b1, P.increment(count)) if bias_correction else mu
             grad = P.bias_correction(updates, b1, count) if bias_correction else updates
             mu_hat = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, next_mu, grad)
-        direction = P.normalize(mu_hat, P.sqrt(nu_hat, eps_root), eps, like=updates)
+        if eps_form == "inside_root":
+            direction = P.normalize(mu_hat, P.sqrt(nu_hat, eps_root + eps), 0.0, like=updates)
+        elif eps_form == "eps_hat" and bias_correction:
+            # m̂_t·√(1−β2^t) / (√v_t + ε̂) = α_t·m_t/(√v_t + ε̂) / α.
+            root = jnp.sqrt(P.one_minus_power(b2, count))
+            mu_hat = jax.tree.map(lambda m: m * root.astype(m.dtype), mu_hat)
+            direction = P.normalize(mu_hat, P.sqrt(nu, eps_root), eps, like=updates)
+        else:
+            direction = P.normalize(mu_hat, P.sqrt(nu_hat, eps_root), eps, like=updates)
         return direction, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -104,12 +146,15 @@ def adam(
     *,
     bias_correction: bool = True,
     nesterov: bool = False,
+    eps_form: str = "algorithm1",
+    b1_decay: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Adam, Algorithm 1: θ_t = θ_{t−1} − α·m̂_t/(√v̂_t + ε). See :func:`scale_by_adam`.
 
     Args:
       learning_rate: α ≥ 0, a number or a schedule of the step count (e.g.
         :func:`jadam.inverse_sqrt_schedule` for Section 4's α/√t).
+      eps_form, b1_decay: see :func:`scale_by_adam` (ε placement; Section 4's β1 decay λ).
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -122,7 +167,15 @@ def adam(
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
     scaling = scale_by_adam(
-        b1, b2, eps, eps_root, bias_correction=bias_correction, mu_dtype=mu_dtype, nesterov=nesterov
+        b1,
+        b2,
+        eps,
+        eps_root,
+        bias_correction=bias_correction,
+        mu_dtype=mu_dtype,
+        nesterov=nesterov,
+        eps_form=eps_form,
+        b1_decay=b1_decay,
     )
     return with_learning_rate(learning_rate, scaling)
 
@@ -134,18 +187,29 @@ def nadam(
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
+    *,
+    momentum_decay: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """NAdam (Dozat, 2016) with constant β1, as optax's ``nadam``: Adam with Nesterov momentum.
+    """NAdam (Dozat, 2016): Adam with Nesterov momentum; constant β1 by default, as optax's.
 
     m̄_t = β1·m_t/(1−β1^{t+1}) + (1−β1)·g_t/(1−β1^t),   θ_t = θ_{t−1} − α·m̄_t/(√v̂_t + ε).
 
-    Note: torch's ``NAdam`` uses Dozat's momentum schedule (momentum_decay) and differs.
+    Args:
+      momentum_decay: None (default): constant β1, optax's ``nadam``. A number ψ > 0: Dozat's
+        momentum schedule μ_t = β1·(1 − ½·0.96^(tψ)) of :func:`jadam.scale_by_nadam`;
+        ψ = 0.004 is torch's ``NAdam``, ψ = 1 is Keras's ``Nadam``.
 
     Example:
       >>> import jax.numpy as jnp
       >>> tx = nadam(1e-3)
       >>> state = tx.init(jnp.zeros(3))
+      >>> torch_like = nadam(1e-3, momentum_decay=0.004)
     """
+    if momentum_decay is not None:
+        if not isinstance(eps_root, jax.Array) and eps_root != 0:
+            raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
+        scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
+        return with_learning_rate(learning_rate, scaling)
     return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
 
 

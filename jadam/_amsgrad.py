@@ -13,9 +13,11 @@ from jadam import _validation as V
 from jadam._adam import validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
 
+AMSGRAD_VARIANTS = ("max_of_corrected", "max_of_raw", "uncorrected")
+
 
 class ScaleByAmsgradState(NamedTuple):
-    """State of :func:`scale_by_amsgrad`: count t, m_t, v_t and max_{τ≤t} v̂_τ."""
+    """State of :func:`scale_by_amsgrad`: count t, m_t, v_t and max_{τ≤t} v̂_τ (or v_τ)."""
 
     count: jax.Array
     mu: optax.Updates
@@ -29,14 +31,20 @@ def scale_by_amsgrad(
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
+    *,
+    variant: str = "max_of_corrected",
 ) -> optax.GradientTransformation:
     """Scales gradients by m̂_t / (√v̂max_t + ε), v̂max_t = max(v̂max_{t−1}, v̂_t).
 
-    m̂_t, v̂_t as in Algorithm 1 (lines 7-10); the running max of the bias-corrected v̂_t is
-    optax's convention.
+    m̂_t, v̂_t as in Algorithm 1 (lines 7-10). ``variant`` picks where the max is taken:
 
-    Note: torch (``amsgrad=True``) takes the max of the raw v_t and bias-corrects afterwards,
-    which differs once 1−β2^t changes between steps; Reddi et al. use no bias correction.
+    - "max_of_corrected" (default, optax's ``amsgrad``): v̂max_t = max(v̂max_{t−1}, v_t/(1−β2^t)).
+    - "max_of_raw" (torch's ``Adam(amsgrad=True)``, Keras's ``amsgrad=True``):
+      vmax_t = max(vmax_{t−1}, v_t), u_t = m̂_t/(√(vmax_t/(1−β2^t)) + ε).
+    - "uncorrected" (Reddi, Kale & Kumar 2018, Algorithm 2): vmax_t = max(vmax_{t−1}, v_t),
+      u_t = m_t/(√vmax_t + ε), no bias correction at all (their ε is 0).
+
+    The first two differ once 1−β2^t shrinks v̂ below an earlier maximum (early steps).
 
     Example:
       >>> import jax.numpy as jnp
@@ -47,6 +55,7 @@ def scale_by_amsgrad(
     """
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
     V.check_dtype("mu_dtype", mu_dtype)
+    V.check_choice("variant", variant, AMSGRAD_VARIANTS)
 
     def init_fn(params):
         return ScaleByAmsgradState(
@@ -62,10 +71,14 @@ def scale_by_amsgrad(
         count = P.increment(state.count)
         mu = P.update_first_moment(updates, state.mu, b1)
         nu = P.update_second_moment(updates, state.nu, b2)
-        nu_hat = P.bias_correction(nu, b2, count)
-        nu_max = jax.tree.map(lambda m, v: jnp.maximum(m, v).astype(m.dtype), state.nu_max, nu_hat)
-        mu_hat = P.bias_correction(mu, b1, count)
-        direction = P.normalize(mu_hat, P.sqrt(nu_max, eps_root), eps, like=updates)
+        running = P.bias_correction(nu, b2, count) if variant == "max_of_corrected" else nu
+        nu_max = jax.tree.map(lambda m, v: jnp.maximum(m, v).astype(m.dtype), state.nu_max, running)
+        if variant == "uncorrected":
+            mu_hat, nu_max_hat = mu, nu_max
+        else:
+            mu_hat = P.bias_correction(mu, b1, count)
+            nu_max_hat = P.bias_correction(nu_max, b2, count) if variant == "max_of_raw" else nu_max
+        direction = P.normalize(mu_hat, P.sqrt(nu_max_hat, eps_root), eps, like=updates)
         return direction, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -78,12 +91,18 @@ def amsgrad(
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
+    *,
+    variant: str = "max_of_corrected",
 ) -> optax.GradientTransformationExtraArgs:
     """AMSGrad: θ_t = θ_{t−1} − α·m̂_t/(√v̂max_t + ε). See :func:`scale_by_amsgrad`.
+
+    Args:
+      variant: "max_of_corrected" (optax), "max_of_raw" (torch, Keras) or "uncorrected" (Reddi).
 
     Example:
       >>> import jax.numpy as jnp
       >>> tx = amsgrad(1e-3)
       >>> state = tx.init({"w": jnp.zeros(2)})
     """
-    return with_learning_rate(learning_rate, scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype))
+    scaling = scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, variant=variant)
+    return with_learning_rate(learning_rate, scaling)
