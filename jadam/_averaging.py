@@ -13,7 +13,7 @@ from jadam import _validation as V
 
 
 class TemporalAveragingState(NamedTuple):
-    """State of :func:`temporal_averaging`: n (θs averaged), β2 and the uncorrected EMA θ̄_n."""
+    """State of :func:`temporal_averaging`: updates seen t, β2 and the uncorrected EMA θ̄_{t−1}."""
 
     count: jax.Array
     decay: jax.Array
@@ -23,26 +23,26 @@ class TemporalAveragingState(NamedTuple):
 def temporal_averaging(decay: Any = 0.999) -> optax.GradientTransformation:
     """Keeps Section 7.2's exponential moving average of the parameters in the optimizer state.
 
-    θ̄_n = β2·θ̄_{n−1} + (1−β2)·θ_n,  θ̄_0 = 0;  the averaged parameters are θ̄_n/(1 − β2^n).
+    θ̄_t = β2·θ̄_{t−1} + (1−β2)·θ_t,  θ̄_0 = 0;  the averaged parameters are θ̄_t/(1 − β2^t).
 
-    Updates pass through unchanged; ``update`` needs ``params``. Lag: optax calls
-    ``update(g_t, state, θ_{t−1})`` before θ_t exists, so after t updates the state has
-    averaged θ_0 … θ_{t−1} (n = t), one step behind the parameters. Read the average with
-    :func:`averaged_params`; passing it the current θ_t folds θ_t in without changing the state,
-    which removes the lag (θ̄ over θ_0 … θ_t, as the paper's θ̄_t).
+    Updates pass through unchanged; ``update`` needs ``params``. One-step lag: optax calls
+    ``update(g_t, state, θ_{t−1})`` before θ_t exists, so after t updates the state holds the
+    paper's θ̄_{t−1} (over θ_1 … θ_{t−1}; the initial θ_0 is not averaged, as in the paper).
+    :func:`averaged_params` with the current θ_t folds θ_t into a copy: exactly the paper's θ̄_t.
 
     Args:
       decay: β2 ∈ [0, 1) (the paper reuses Adam's β2; the default is its 0.999).
 
     Example:
       >>> import jax.numpy as jnp, optax, jadam
-      >>> tx = optax.chain(jadam.adam(0.1), temporal_averaging(0.5))
-      >>> params = jnp.array([1.0])
+      >>> tx = optax.chain(jadam.sgd(1.0), temporal_averaging(0.5))
+      >>> params = jnp.array([0.0])
       >>> state = tx.init(params)
-      >>> updates, state = tx.update(jnp.array([1.0]), state, params)
-      >>> params = optax.apply_updates(params, updates)  # θ_1 = 0.9
-      >>> averaged_params(state), averaged_params(state, params)  # θ_0; (½θ_0 + θ_1)/1.5
-      (Array([1.], dtype=float32), Array([0.93333334], dtype=float32))
+      >>> for _ in range(2):  # θ_1 = −1, θ_2 = −2
+      ...     updates, state = tx.update(jnp.array([1.0]), state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> averaged_params(state), averaged_params(state, params)  # θ̄_1; (½θ_1 + θ_2)/1.5
+      (Array([-1.], dtype=float32), Array([-1.6666666], dtype=float32))
     """
     V.check_range("decay", decay, 0.0, 1.0)
 
@@ -57,9 +57,11 @@ def temporal_averaging(decay: Any = 0.999) -> optax.GradientTransformation:
         if params is None:
             raise ValueError("temporal_averaging needs params: call update(updates, state, params)")
         V.check_tree_matches(params, state.average, "averaged parameters")
-        average = P.update_first_moment(params, state.average, state.decay)
+        folded = P.update_first_moment(params, state.average, state.decay)
+        first = state.count == 0  # params is θ_0 on the first call: not averaged
+        average = jax.tree.map(lambda new, old: jnp.where(first, old, new), folded, state.average)
         count = P.increment(state.count)
-        return updates, TemporalAveragingState(count=count, average=average, decay=state.decay)
+        return updates, TemporalAveragingState(count=count, decay=state.decay, average=average)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -82,9 +84,9 @@ def averaged_params(opt_state: Any, params: Any = None) -> Any:
       opt_state: an optimizer state containing one :func:`temporal_averaging` state anywhere
         (e.g. inside ``optax.chain``'s tuple, a Linen ``TrainState.opt_state``, or
         ``nnx.Optimizer.opt_state``).
-      params: the current parameters θ_t. If given, θ_t is folded into a copy of the average
-        (no lag); if None, the average covers the parameters seen by ``update`` (θ_0 … θ_{t−1}).
-        Before the first update and without ``params`` the average is undefined (0/0 = NaN).
+      params: the current parameters θ_t. If given, θ_t is folded into a copy of the average:
+        the paper's θ̄_t (no lag). If None: θ̄_{t−1}, over θ_1 … θ_{t−1} (undefined, NaN,
+        before two updates).
 
     Returns:
       A tree like the parameters, in their dtypes.
@@ -97,7 +99,8 @@ def averaged_params(opt_state: Any, params: Any = None) -> Any:
     """
     state = _find_state(opt_state)
     average = jax.tree.map(lambda x: getattr(x, "value", x), state.average)
-    count, decay = state.count, state.decay
+    decay = state.decay
+    count = jnp.maximum(state.count - 1, 0)  # θs averaged so far: θ_1 … θ_{t−1}
     if params is not None:
         V.check_tree_matches(params, average, "averaged parameters")
         average = P.update_first_moment(params, average, decay)
