@@ -89,7 +89,9 @@ def averaged_params(opt_state: Any, params: Any = None) -> Any:
         before two updates).
 
     Returns:
-      A tree like the parameters, in their dtypes.
+      A tree shaped like ``params`` (or like the state's average if ``params`` is None), in
+      the parameters' dtypes. With Flax nnx: ``nnx.update(eval_model,
+      averaged_params(optimizer.opt_state, nnx.state(model, nnx.Param)))``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -98,12 +100,19 @@ def averaged_params(opt_state: Any, params: Any = None) -> Any:
       Array([1., 2.], dtype=float32)
     """
     state = _find_state(opt_state)
-    average = jax.tree.map(lambda x: getattr(x, "value", x), state.average)
+    # Compare leaf by leaf, so that wrappers around the leaves (Flax nnx's OptVariable in the
+    # optimizer state vs Param in ``params``) do not matter; the result takes ``params``' form.
+    average, structure = jax.tree.flatten(state.average)
     decay = state.decay
     count = jnp.maximum(state.count - 1, 0)  # θs averaged so far: θ_1 … θ_{t−1}
     if params is not None:
-        V.check_tree_matches(params, average, "averaged parameters")
-        average = P.update_first_moment(params, average, decay)
+        leaves, structure = jax.tree.flatten(params)
+        if [jnp.shape(x) for x in leaves] != [jnp.shape(x) for x in average]:
+            raise ValueError(
+                "params do not match the averaged parameters: leaf shapes "
+                f"{[jnp.shape(x) for x in leaves]}, expected {[jnp.shape(x) for x in average]}."
+            )
+        average = P.update_first_moment(leaves, average, decay)
         count = P.increment(count)
     corrected = P.bias_correction(average, decay, count)
-    return jax.tree.map(lambda c, a: c.astype(a.dtype), corrected, average)
+    return structure.unflatten([c.astype(a.dtype) for c, a in zip(corrected, average, strict=True)])

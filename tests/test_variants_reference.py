@@ -209,3 +209,19 @@ def test_sparse_entry_rejects_bad_shapes():
 def test_bad_hyperparameters_rejected(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_averaged_params_with_flax_nnx_optimizer():
+    nnx = pytest.importorskip("flax.nnx")
+    model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    tx = optax.chain(jadam.sgd(0.1), jadam.temporal_averaging(0.9))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    grads = nnx.grad(lambda m: jnp.sum(m(jnp.ones((1, 2)))))(model)
+    bias0 = np.asarray(model.bias[...])
+    for _ in range(2):  # the bias gradient is 1: θ_1 = θ_0 − 0.1, θ_2 = θ_0 − 0.2
+        optimizer.update(model, grads)
+    averaged = jadam.averaged_params(optimizer.opt_state, nnx.state(model, nnx.Param))
+    expected = bias0 - (0.9 * 0.1 * 0.1 + 0.1 * 0.2) / (1 - 0.9**2)
+    np.testing.assert_allclose(averaged["bias"][...], expected, rtol=1e-6)
+    nnx.update(model, averaged)  # the averaged tree plugs straight back into a model
+    np.testing.assert_allclose(model.bias[...], expected, rtol=1e-6)
