@@ -155,19 +155,22 @@ def test_lazy_adam_dense_entry(x64, per_row_count, eps_form):
 
 @pytest.mark.parametrize("per_row_count", [False, True])
 def test_lazy_adam_sparse_entry_matches_dense_entry(x64, per_row_count):
-    """(indices, rows) gradients, with duplicates and unsorted indices, give the same result."""
+    """(indices, rows) gradients (duplicated, unsorted, padded) give the dense entry's result."""
     grads = _row_sparse_grads()
     opt = jadam.sparse_lazy_adam(0.01, per_row_count=per_row_count)
     step = jax.jit(opt.step)
     table = jnp.zeros(grads.shape[1:], jnp.float64)
     state = opt.init(table)
     tables = []
+    rows_total = grads.shape[1]
     for g in grads:
         touched = np.flatnonzero(np.any(g != 0, axis=1))[::-1]  # unsorted
-        # Split each touched row into two halves under a duplicated index (summed back).
-        indices = np.concatenate([touched, touched])
-        rows = np.concatenate([g[touched] * 0.25, g[touched] * 0.75])
-        table, state = step(table, state, jnp.asarray(indices), jnp.asarray(rows))
+        # Each touched row split in two halves under a duplicated index (summed back), padded to
+        # a fixed length (one compilation) with out-of-range indices, which are ignored.
+        pad = 2 * rows_total - 2 * len(touched)
+        indices = np.concatenate([touched, touched, np.full(pad, rows_total)])
+        values = np.concatenate([g[touched] * 0.25, g[touched] * 0.75, np.ones((pad, 3))])
+        table, state = step(table, state, jnp.asarray(indices), jnp.asarray(values))
         tables.append(np.asarray(table))
     expected = np.cumsum(ref.lazy_adam(grads, 0.01, per_row_count=per_row_count), axis=0)
     chex.assert_trees_all_close(np.stack(tables), expected, **TOL)
