@@ -85,3 +85,24 @@ def test_sparse_step_jits_once_and_keeps_state_types():
     assert int(state.count) == 3
     np.testing.assert_array_equal(state.row_count[:10], [3, 1, 2, 1, 2, 0, 1, 0, 1, 0])
     np.testing.assert_array_equal(table[5], 0.0)  # untouched rows never move
+
+
+@pytest.mark.parametrize(
+    ("factory", "switches"),
+    [
+        (jadam.adam, {"eps_form": "eps_hat", "b1_decay": 0.9}),
+        (jadam.amsgrad, {"variant": "max_of_raw"}),
+        (jadam.nadam, {"momentum_decay": 0.004}),
+        (jadam.lazy_adam, {"per_row_count": True}),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_inject_hyperparams_keeps_switches_static(factory, switches):
+    """The string/bool switches stay Python values; numeric ones become injectable."""
+    injected = optax.inject_hyperparams(factory)(learning_rate=1e-2, **switches)
+    plain = factory(1e-2, **switches)
+    chex.assert_trees_all_close(
+        _run(injected, jax.jit(injected.update))[0],
+        _run(plain, jax.jit(plain.update))[0],
+        rtol=1e-5,
+    )
