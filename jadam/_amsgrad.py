@@ -10,7 +10,7 @@ import optax
 
 from jadam import _primitives as P
 from jadam import _validation as V
-from jadam._adam import validate_adam_hyperparameters
+from jadam._adam import EPS_FORMS, validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
 
 AMSGRAD_VARIANTS = ("max_of_corrected", "max_of_raw", "uncorrected")
@@ -33,6 +33,7 @@ def scale_by_amsgrad(
     mu_dtype: Any = None,
     *,
     variant: str = "max_of_corrected",
+    eps_form: str = "algorithm1",
 ) -> optax.GradientTransformation:
     """Scales gradients by m̂_t / (√v̂max_t + ε), v̂max_t = max(v̂max_{t−1}, v̂_t).
 
@@ -45,6 +46,8 @@ def scale_by_amsgrad(
       u_t = m_t/(√vmax_t + ε), no bias correction at all (their ε is 0).
 
     The first two differ once 1−β2^t shrinks v̂ below an earlier maximum (early steps).
+    ``eps_form`` places ε as in :func:`jadam.scale_by_adam`; "eps_hat" divides by
+    √(v̂max_t·(1−β2^t)) + ε̂, so ``variant="max_of_raw", eps_form="eps_hat"`` is Keras's AMSGrad.
 
     Example:
       >>> import jax.numpy as jnp
@@ -56,6 +59,7 @@ def scale_by_amsgrad(
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
     V.check_dtype("mu_dtype", mu_dtype)
     V.check_choice("variant", variant, AMSGRAD_VARIANTS)
+    V.check_choice("eps_form", eps_form, EPS_FORMS)
 
     def init_fn(params):
         return ScaleByAmsgradState(
@@ -78,7 +82,18 @@ def scale_by_amsgrad(
         else:
             mu_hat = P.bias_correction(mu, b1, count)
             nu_max_hat = P.bias_correction(nu_max, b2, count) if variant == "max_of_raw" else nu_max
-        direction = P.normalize(mu_hat, P.sqrt(nu_max_hat, eps_root), eps, like=updates)
+        if eps_form == "inside_root":
+            direction = P.normalize(mu_hat, P.sqrt(nu_max_hat, eps_root + eps), 0.0, like=updates)
+        elif eps_form == "eps_hat" and variant != "uncorrected":
+            root = jnp.sqrt(P.one_minus_power(b2, count))
+            mu_hat = jax.tree.map(lambda m: m * root.astype(m.dtype), mu_hat)
+            if variant == "max_of_raw":
+                raw_max = nu_max
+            else:  # v̂max_t·(1−β2^t)
+                raw_max = jax.tree.map(lambda v: v * (root**2).astype(v.dtype), P.upcast(nu_max))
+            direction = P.normalize(mu_hat, P.sqrt(raw_max, eps_root), eps, like=updates)
+        else:
+            direction = P.normalize(mu_hat, P.sqrt(nu_max_hat, eps_root), eps, like=updates)
         return direction, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -93,16 +108,18 @@ def amsgrad(
     mu_dtype: Any = None,
     *,
     variant: str = "max_of_corrected",
+    eps_form: str = "algorithm1",
 ) -> optax.GradientTransformationExtraArgs:
     """AMSGrad: θ_t = θ_{t−1} − α·m̂_t/(√v̂max_t + ε). See :func:`scale_by_amsgrad`.
 
     Args:
       variant: "max_of_corrected" (optax), "max_of_raw" (torch, Keras) or "uncorrected" (Reddi).
+      eps_form: "algorithm1" (optax, torch), "eps_hat" (Keras) or "inside_root".
 
     Example:
       >>> import jax.numpy as jnp
       >>> tx = amsgrad(1e-3)
       >>> state = tx.init({"w": jnp.zeros(2)})
     """
-    scaling = scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, variant=variant)
+    scaling = scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, variant=variant, eps_form=eps_form)
     return with_learning_rate(learning_rate, scaling)

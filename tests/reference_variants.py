@@ -36,6 +36,22 @@ def adam(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8, *, eps_form="algorithm1"
     return np.stack(out)
 
 
+def keras_amsgrad(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-7):
+    """Keras's Adam(amsgrad=True): α_t = α√(1−β2^t)/(1−β1^t), θ −= α_t·m/(√max(v) + ε̂)."""
+    grads = np.asarray(grads, np.float64)
+    m = np.zeros(grads.shape[1:])
+    v = np.zeros(grads.shape[1:])
+    v_hat = np.zeros(grads.shape[1:])
+    out = []
+    for t, g in enumerate(grads, start=1):
+        alpha_t = alpha * np.sqrt(1 - b2**t) / (1 - b1**t)
+        m = m + (g - m) * (1 - b1)
+        v = v + (g * g - v) * (1 - b2)
+        v_hat = np.maximum(v_hat, v)
+        out.append(-(m * alpha_t) / (np.sqrt(v_hat) + eps))
+    return np.stack(out)
+
+
 def amsgrad(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8, *, variant="max_of_corrected"):
     """The three AMSGrads: optax's (max of v̂), torch's (max of v, then correct), Reddi's."""
     grads = np.asarray(grads, np.float64)

@@ -86,6 +86,29 @@ def test_amsgrad_variants(x64, variant, kind):
     chex.assert_trees_all_close(ours, ref.amsgrad(grads, 0.01, variant=variant), **TOL)
 
 
+def test_amsgrad_keras_form(x64):
+    """max of raw v with Section 2's ε̂ ordering is Keras's Adam(amsgrad=True)."""
+    grads = gradient_sequence("dense", 60)
+    tx = jadam.amsgrad(0.01, eps=1e-3, variant="max_of_raw", eps_form="eps_hat")
+    expected = ref.keras_amsgrad(grads, 0.01, eps=1e-3)
+    chex.assert_trees_all_close(run_updates(tx, grads, jnp.float64), expected, **TOL)
+
+
+@pytest.mark.parametrize("variant", ["max_of_corrected", "max_of_raw"])
+def test_amsgrad_eps_hat_equals_scaled_eps(x64, variant):
+    """With ε = 0 the ε̂ ordering is Algorithm 1's form; inside_root equals eps_root."""
+    grads = gradient_sequence("dense", 30)
+    eps_hat = run_updates(
+        jadam.amsgrad(0.01, eps=0.0, variant=variant, eps_form="eps_hat"), grads, jnp.float64
+    )
+    plain = run_updates(jadam.amsgrad(0.01, eps=0.0, variant=variant), grads, jnp.float64)
+    chex.assert_trees_all_close(eps_hat, plain, **TOL)  # with ε = 0 the orderings agree
+    inside = run_updates(jadam.amsgrad(0.01, eps=0.5, eps_form="inside_root"), grads, jnp.float64)
+    chex.assert_trees_all_close(
+        inside, run_updates(jadam.amsgrad(0.01, eps=0.0, eps_root=0.5), grads, jnp.float64), **TOL
+    )
+
+
 @pytest.mark.parametrize("momentum_decay", [0.004, 1.0])
 def test_scheduled_nadam(x64, momentum_decay):
     grads = gradient_sequence("dense", 60)
