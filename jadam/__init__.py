@@ -26,6 +26,9 @@ from jadam._baselines import scale_by_adagrad as scale_by_adagrad
 from jadam._baselines import scale_by_momentum as scale_by_momentum
 from jadam._baselines import scale_by_rms as scale_by_rms
 from jadam._baselines import sgd as sgd
+from jadam._fused import FusedTransformation as FusedTransformation
+from jadam._fused import fused_train_step as fused_train_step
+from jadam._fused import kernel_available as fused_kernel_available
 from jadam._lazy_adam import ScaleByLazyAdamState as ScaleByLazyAdamState
 from jadam._lazy_adam import SparseRowOptimizer as SparseRowOptimizer
 from jadam._lazy_adam import lazy_adam as lazy_adam
@@ -44,6 +47,7 @@ from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
 __version__ = "0.1.0"
 
 __all__ = [
+    "FusedTransformation",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
@@ -65,6 +69,8 @@ __all__ = [
     "bias_correction",
     "decayed_b1_correction",
     "decayed_b1_schedule",
+    "fused_kernel_available",
+    "fused_train_step",
     "inverse_sqrt_schedule",
     "lazy_adam",
     "nadam",
