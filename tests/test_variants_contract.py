@@ -106,3 +106,13 @@ def test_inject_hyperparams_keeps_switches_static(factory, switches):
         _run(plain, jax.jit(plain.update))[0],
         rtol=1e-5,
     )
+
+
+def test_fused_flag_falls_back_for_variants():
+    """The fused kernel runs Algorithm 1 with constant β1; variants run the pure transform."""
+    for switches in [{"eps_form": "eps_hat"}, {"b1_decay": 0.9}]:
+        fused = jadam.adam(1e-2, fused=True, **switches)
+        plain = jadam.adam(1e-2, **switches)
+        chex.assert_trees_all_close(
+            _run(fused, jax.jit(fused.update)), _run(plain, jax.jit(plain.update)), rtol=1e-6
+        )
