@@ -42,14 +42,14 @@ def triad():
     return kernel
 
 
-def main():
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--fraction", type=float, default=0.01)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--pause", type=float, default=0.05)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     touched = int(args.rows * args.fraction)
     rng = np.random.default_rng(0)
     batches = [
@@ -116,7 +116,9 @@ def main():
         q1, med, q3 = np.percentile(np.asarray(samples) * 1e3, [25, 50, 75])
         results[name] = {"median_ms": med, "q1_ms": q1, "q3_ms": q3}
         print(f"| {name} | {med:.2f} | {q1:.2f}–{q3:.2f} | {reference / (med / 1e3):.1f}× |")
-    print(json.dumps({"bandwidth_GBps": bandwidth / 1e9, "results": results}))
+    summary = {"bandwidth_GBps": bandwidth / 1e9, "results": results}
+    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":
