@@ -190,7 +190,9 @@ def sparse_lazy_adam(
     with k, not with the table size (jit ``step`` with ``donate_argnums=(0, 1)`` so the table
     and moments are updated in place). Every listed row counts as touched (torch
     ``SparseAdam``), even if its values are zero; duplicate indices are summed (torch coalesces).
-    Out-of-range indices are ignored.
+    Out-of-range indices are ignored. A step whose rows contain NaN or ±Inf is skipped (table
+    and state unchanged, count not advanced), as ``optax.apply_if_finite`` does; wrap the dense
+    :func:`lazy_adam` in ``optax.apply_if_finite`` for the same behaviour.
 
     Args:
       learning_rate: α, a number or a schedule of the global count.
@@ -227,7 +229,8 @@ def sparse_lazy_adam(
                 indices, return_inverse=True, size=k, fill_value=table.shape[0]
             )
             rows = jax.ops.segment_sum(rows, inverse.reshape(-1), num_segments=k)
-        count = P.increment(state.count)
+        finite = jnp.all(jnp.isfinite(rows))  # else skip the step, as optax.apply_if_finite
+        count = jnp.where(finite, P.increment(state.count), state.count)
         m = state.mu.at[indices].get(mode="fill", fill_value=0)
         v = state.nu.at[indices].get(mode="fill", fill_value=0)
         if per_row_count:
@@ -236,12 +239,16 @@ def sparse_lazy_adam(
             t = count
         m_new, v_new, direction = _row_direction(rows, m, v, t, b1, b2, eps, eps_root, eps_form)
         alpha = jnp.asarray(schedule(state.count))
-        delta = (-alpha * P.upcast(direction)).astype(table.dtype)
+        delta = jnp.where(finite, -alpha * P.upcast(direction), 0).astype(table.dtype)
         new_state = ScaleByLazyAdamState(
             count=count,
-            mu=state.mu.at[indices].set(m_new, mode="drop"),
-            nu=state.nu.at[indices].set(v_new, mode="drop"),
-            row_count=state.row_count.at[indices].add(1, mode="drop") if per_row_count else None,
+            mu=state.mu.at[indices].set(jnp.where(finite, m_new, m), mode="drop"),
+            nu=state.nu.at[indices].set(jnp.where(finite, v_new, v), mode="drop"),
+            row_count=(
+                state.row_count.at[indices].add(finite.astype(jnp.int32), mode="drop")
+                if per_row_count
+                else None
+            ),
         )
         return table.at[indices].add(delta, mode="drop"), new_state
 

@@ -251,3 +251,15 @@ def test_averaged_params_with_flax_nnx_optimizer():
     np.testing.assert_allclose(averaged["bias"][...], expected, rtol=1e-6)
     nnx.update(model, averaged)  # the averaged tree plugs straight back into a model
     np.testing.assert_allclose(model.bias[...], expected, rtol=1e-6)
+
+
+def test_sparse_entry_skips_non_finite_steps():
+    opt = jadam.sparse_lazy_adam(0.1, per_row_count=True)
+    step = jax.jit(opt.step)
+    table = jnp.ones((4, 2))
+    table, state = step(table, opt.init(table), jnp.array([1]), jnp.ones((1, 2)))
+    for bad in [jnp.nan, jnp.inf]:
+        new_table, new_state = step(
+            table, state, jnp.array([1, 2]), jnp.array([[1.0, bad], [1, 1]])
+        )
+        chex.assert_trees_all_equal((new_table, new_state), (table, state))
