@@ -17,6 +17,7 @@ import jadam
 torch = pytest.importorskip("torch")
 
 TIGHT = {"rtol": 1e-12, "atol": 1e-12}
+STEPS = 50  # training steps per comparison
 
 
 @contextlib.contextmanager
@@ -30,7 +31,7 @@ def torch_float64():
         torch.set_default_dtype(previous)
 
 
-def train_torch(make_optimizer, steps: int = 100, seed: int = 0):
+def train_torch(make_optimizer, steps: int = STEPS, seed: int = 0):
     params, grad_fn = make_problem(seed)
     tensors = {
         k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()
@@ -45,38 +46,42 @@ def train_torch(make_optimizer, steps: int = 100, seed: int = 0):
     return {k: t.detach().numpy() for k, t in tensors.items()}
 
 
+def train_jax(tx):
+    return train(tx, steps=STEPS)
+
+
 def test_amsgrad_max_of_corrected_matches_optax(x64):
-    ours = train(jadam.amsgrad(1e-2, variant="max_of_corrected"))
-    chex.assert_trees_all_close(ours, train(optax.amsgrad(1e-2)), **TIGHT)
+    ours = train_jax(jadam.amsgrad(1e-2, variant="max_of_corrected"))
+    chex.assert_trees_all_close(ours, train_jax(optax.amsgrad(1e-2)), **TIGHT)
 
 
 def test_amsgrad_max_of_raw_matches_torch(x64):
-    ours = train(jadam.amsgrad(1e-2, variant="max_of_raw"))
+    ours = train_jax(jadam.amsgrad(1e-2, variant="max_of_raw"))
     theirs = train_torch(lambda p: torch.optim.Adam(p, lr=1e-2, amsgrad=True))
     chex.assert_trees_all_close(ours, theirs, **TIGHT)
 
 
 def test_amsgrad_anchors_disagree_with_each_other(x64):
     """Why the switch exists: optax's and torch's AMSGrad are different algorithms."""
-    optax_like = train(jadam.amsgrad(1e-2))
-    torch_like = train(jadam.amsgrad(1e-2, variant="max_of_raw"))
+    optax_like = train_jax(jadam.amsgrad(1e-2))
+    torch_like = train_jax(jadam.amsgrad(1e-2, variant="max_of_raw"))
     assert max(np.max(np.abs(optax_like[k] - torch_like[k])) for k in optax_like) > 1e-3
 
 
 def test_nadam_constant_b1_matches_optax(x64):
-    chex.assert_trees_all_close(train(jadam.nadam(1e-2)), train(optax.nadam(1e-2)), **TIGHT)
+    chex.assert_trees_all_close(train_jax(jadam.nadam(1e-2)), train_jax(optax.nadam(1e-2)), **TIGHT)
 
 
 @pytest.mark.parametrize("momentum_decay", [0.004, 0.1])
 def test_nadam_momentum_schedule_matches_torch(x64, momentum_decay):
-    ours = train(jadam.nadam(1e-2, momentum_decay=momentum_decay))
+    ours = train_jax(jadam.nadam(1e-2, momentum_decay=momentum_decay))
     theirs = train_torch(lambda p: torch.optim.NAdam(p, lr=1e-2, momentum_decay=momentum_decay))
     chex.assert_trees_all_close(ours, theirs, **TIGHT)
 
 
 def test_nadam_keras_schedule_is_torch_formula_with_unit_decay(x64):
     """Keras's Nadam uses μ_t = β1(1 − ½·0.96^t): torch's formula with momentum_decay = 1."""
-    ours = train(jadam.nadam(1e-2, eps=1e-7, momentum_decay=1.0))
+    ours = train_jax(jadam.nadam(1e-2, eps=1e-7, momentum_decay=1.0))
     theirs = train_torch(lambda p: torch.optim.NAdam(p, lr=1e-2, eps=1e-7, momentum_decay=1.0))
     chex.assert_trees_all_close(ours, theirs, **TIGHT)
 
