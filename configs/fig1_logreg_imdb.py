@@ -6,7 +6,7 @@ log-likelihood. Default here: a STAND-IN (5,000 training documents of Zipf-distr
 see ``jadam.experiments.data.zipf_bag_of_words``), because the IMDB data cannot be embedded.
 Real data: --config.data_dir=DIR containing aclImdb/{train,test}/labeledBow.feat.
 
-Learning rates: α with the best final training loss on the grid {1e-3, 3e-3, …, 1, 3, 10} per
+Learning rates: α with the best final training loss on the grid {1e-3, 3e-3, …, 1, 3} per
 optimizer (5 epochs of the default setting, seed 0; ``python -m jadam.experiments.lr_search``).
 Losses: Adam 0.092 at 0.03, AdaMax 0.144 at 0.1, AdaGrad 0.133 at 1, RMSProp 0.091 at 0.03,
 SGDNesterov 0.128 at 0.3.

@@ -33,6 +33,7 @@ SUMMARY_KEYS = {
     "test_loss",
     "test_accuracy",
     "steps",
+    "resumed_from_step",
     "steps_per_second",
     "wall_time_s",
     "diverged",
