@@ -23,11 +23,17 @@ from jadam._baselines import scale_by_adagrad as scale_by_adagrad
 from jadam._baselines import scale_by_momentum as scale_by_momentum
 from jadam._baselines import scale_by_rms as scale_by_rms
 from jadam._baselines import sgd as sgd
+from jadam._nonfinite import SkipNonFiniteState as SkipNonFiniteState
+from jadam._nonfinite import skip_counts as skip_counts
+from jadam._nonfinite import skip_nonfinite as skip_nonfinite
 from jadam._primitives import bias_correction as bias_correction
 from jadam._primitives import update_first_moment as update_first_moment
 from jadam._primitives import update_infinity_norm as update_infinity_norm
 from jadam._primitives import update_second_moment as update_second_moment
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
+from jadam._sharding import init_sharded as init_sharded
+from jadam._sharding import per_device_bytes as per_device_bytes
+from jadam._sharding import state_shardings as state_shardings
 
 __version__ = "0.1.0"
 
@@ -39,6 +45,7 @@ __all__ = [
     "ScaleByAmsgradState",
     "ScaleByMomentumState",
     "ScaleByRmsState",
+    "SkipNonFiniteState",
     "adadelta",
     "adagrad",
     "adam",
@@ -46,8 +53,10 @@ __all__ = [
     "adamw",
     "amsgrad",
     "bias_correction",
+    "init_sharded",
     "inverse_sqrt_schedule",
     "nadam",
+    "per_device_bytes",
     "rmsprop",
     "scale_by_adadelta",
     "scale_by_adagrad",
@@ -57,6 +66,9 @@ __all__ = [
     "scale_by_momentum",
     "scale_by_rms",
     "sgd",
+    "skip_counts",
+    "skip_nonfinite",
+    "state_shardings",
     "update_first_moment",
     "update_infinity_norm",
     "update_second_moment",

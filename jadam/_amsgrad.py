@@ -63,7 +63,9 @@ def scale_by_amsgrad(
         mu = P.update_first_moment(updates, state.mu, b1)
         nu = P.update_second_moment(updates, state.nu, b2)
         nu_hat = P.bias_correction(nu, b2, count)
-        nu_max = jax.tree.map(lambda m, v: jnp.maximum(m, v).astype(m.dtype), state.nu_max, nu_hat)
+        nu_max = jax.tree.map(
+            lambda m, v: P.saturating_cast(jnp.maximum(m, v), m.dtype), state.nu_max, nu_hat
+        )
         mu_hat = P.bias_correction(mu, b1, count)
         direction = P.normalize(mu_hat, P.sqrt(nu_max, eps_root), eps, like=updates)
         return direction, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)

@@ -103,7 +103,11 @@ def scale_by_adagrad(
     def update_fn(updates, state, params=None):
         del params
         V.check_tree_matches(updates, state.sum_of_squares)
-        sums = jax.tree.map(lambda g, s: s + P.abs_sq(g), updates, state.sum_of_squares)
+        sums = jax.tree.map(
+            lambda g, s: P.saturating_cast(P.upcast(s) + P.abs_sq(P.upcast(g)), s.dtype),
+            updates,
+            state.sum_of_squares,
+        )
         out = jax.tree.map(
             lambda g, s: (g * jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0)).astype(g.dtype),
             updates,

@@ -33,6 +33,22 @@ def _tree_map(fn, tree, *rest):
     )
 
 
+def saturating_cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x`` cast to the real ``dtype``, ±inf and overflow clipped to its largest finite value.
+
+    Without this a float16 second moment turns into inf for |g| ≳ 256 (g² > 65504), and a
+    float32 one for |g| ≳ 1.8e19, and stays there, freezing the coordinate. NaN stays NaN.
+
+    >>> import jax.numpy as jnp
+    >>> saturating_cast(jnp.array([1e6, 2.0, jnp.inf]), jnp.float16)
+    Array([6.55e+04, 2.00e+00, 6.55e+04], dtype=float16)
+    """
+    if not jnp.issubdtype(dtype, jnp.floating) or jnp.iscomplexobj(x):
+        return x.astype(dtype)  # complex first moments: cast as is
+    limit = jnp.finfo(dtype).max
+    return jnp.clip(x, -limit, limit).astype(dtype)
+
+
 def abs_sq(x: jax.Array) -> jax.Array:
     """|x|² = x·conj(x), real for complex ``x``."""
     if jnp.iscomplexobj(x):
@@ -51,7 +67,7 @@ def update_first_moment(updates: Any, mu: Any, decay: Any) -> Any:
     def leaf(g, m):
         dtype = _compute_dtype(m.dtype)
         new = decay * m.astype(dtype) + (1 - decay) * g.astype(dtype)
-        return new.astype(m.dtype)
+        return saturating_cast(new, m.dtype)
 
     return _tree_map(lambda g, m: leaf(g, m), updates, mu)
 
@@ -69,7 +85,7 @@ def update_second_moment(updates: Any, nu: Any, decay: Any) -> Any:
     def leaf(g, v):
         dtype = _compute_dtype(v.dtype)
         new = decay * v.astype(dtype) + (1 - decay) * abs_sq(g.astype(_compute_dtype(g.dtype)))
-        return new.astype(v.dtype)
+        return saturating_cast(new, v.dtype)
 
     return _tree_map(leaf, updates, nu)
 
@@ -147,9 +163,27 @@ def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
         leaf_dtype = dtype if dtype is not None else p.dtype
         if real:
             leaf_dtype = jnp.finfo(leaf_dtype).dtype
-        return jnp.zeros(p.shape, leaf_dtype)
+        return _zeros_with_sharding_of(p, leaf_dtype)
 
     return _tree_map(leaf, params)
+
+
+def _zeros_with_sharding_of(p: Any, dtype: Any) -> jax.Array:
+    """Zeros shaped like ``p`` that keep ``p``'s sharding: eagerly, under jit and from structs.
+
+    Under jit with automatic sharding ``jnp.zeros_like`` is a constant the partitioner replicates;
+    selecting 0 against ``p`` (never reading its values) ties the result to ``p``'s sharding.
+    """
+    if isinstance(p, jax.ShapeDtypeStruct):
+        return jnp.zeros(p.shape, dtype, device=p.sharding)
+    if isinstance(p, jax.core.Tracer):
+        source = (
+            jnp.real(p)
+            if jnp.iscomplexobj(p) and not jnp.issubdtype(dtype, jnp.complexfloating)
+            else p
+        )
+        return jnp.where(jnp.zeros(p.shape, bool), source, 0).astype(dtype)
+    return jnp.zeros_like(p, dtype)
 
 
 def increment(count: jax.Array) -> jax.Array:
