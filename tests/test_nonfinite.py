@@ -96,7 +96,7 @@ def test_counters_reset_and_saturate_and_are_found_in_nested_states():
 
 
 def test_outermost_wrapper_also_protects_multisteps_accumulators():
-    """optax.MultiSteps' gradient accumulator would keep a NaN forever; wrapped, it is rolled back."""
+    """MultiSteps' gradient accumulator would keep a NaN forever; wrapped, it is rolled back."""
     tx = jadam.skip_nonfinite(optax.MultiSteps(jadam.adam(0.1), every_k_schedule=2))
     params, state = jnp.zeros(2), tx.init(jnp.zeros(2))
     for g in ([1.0, 2.0], [jnp.nan, 0.0], [1.0, 2.0], [3.0, 1.0], [3.0, 1.0]):
