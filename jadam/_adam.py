@@ -65,6 +65,8 @@ def scale_by_adam(
     """
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
     V.check_dtype("mu_dtype", mu_dtype)
+    V.check_flag("bias_correction", bias_correction)
+    V.check_flag("nesterov", nesterov)
 
     def init_fn(params):
         return ScaleByAdamState(

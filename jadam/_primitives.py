@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jadam import _validation
+
 _is_none = lambda x: x is None  # noqa: E731
 
 
@@ -159,6 +161,8 @@ def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
       real: store the real counterpart of a complex dtype (for |g|² moments).
     """
 
+    _validation.check_floating_tree(params, "parameter")
+
     def leaf(p):
         leaf_dtype = dtype if dtype is not None else p.dtype
         if real:
@@ -202,7 +206,8 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
     >>> normalize(jnp.array([2.0, 0.0]), jnp.array([2.0, 0.0]), 0.0, jnp.zeros(2))
     Array([1., 0.], dtype=float32)
     """
-    eps_is_positive = isinstance(eps, (int, float)) and eps > 0
+    # ε below float32's smallest normal number rounds (or flushes) to 0: divide safely then.
+    eps_is_positive = isinstance(eps, (int, float)) and eps >= jnp.finfo(jnp.float32).tiny
 
     def leaf(m, s, out):
         denominator = s.astype(_compute_dtype(s.dtype)) + eps
