@@ -23,6 +23,9 @@ from jadam._baselines import scale_by_adagrad as scale_by_adagrad
 from jadam._baselines import scale_by_momentum as scale_by_momentum
 from jadam._baselines import scale_by_rms as scale_by_rms
 from jadam._baselines import sgd as sgd
+from jadam._fused import FusedTransformation as FusedTransformation
+from jadam._fused import fused_train_step as fused_train_step
+from jadam._fused import kernel_available as fused_kernel_available
 from jadam._nonfinite import SkipNonFiniteState as SkipNonFiniteState
 from jadam._nonfinite import skip_counts as skip_counts
 from jadam._nonfinite import skip_nonfinite as skip_nonfinite
@@ -38,6 +41,7 @@ from jadam._sharding import state_shardings as state_shardings
 __version__ = "0.1.0"
 
 __all__ = [
+    "FusedTransformation",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
@@ -53,6 +57,8 @@ __all__ = [
     "adamw",
     "amsgrad",
     "bias_correction",
+    "fused_kernel_available",
+    "fused_train_step",
     "init_sharded",
     "inverse_sqrt_schedule",
     "nadam",
