@@ -27,7 +27,7 @@ def test_on_8_host_devices():
     run_module_on_8_devices(__file__)
 
 
-def _smoke(runs=("adam", "adamax")):
+def _smoke(runs=("adam",)):
     config = get_config("fig2_mlp")
     for name in list(config.runs):
         if name not in runs:
@@ -47,7 +47,7 @@ def test_data_parallel_over_8_devices_matches_one_device(tmp_path):
     train.train_and_evaluate(config, tmp_path / "one")
     config.mesh = "data"
     rows = train.train_and_evaluate(config, tmp_path / "eight")
-    assert [r["steps"] for r in rows] == [24, 24]
+    assert [r["steps"] for r in rows] == [24]
     one, eight = _losses(tmp_path / "one"), _losses(tmp_path / "eight")
     assert [r[:2] for r in one] == [r[:2] for r in eight]
     for a, b in zip(one, eight, strict=True):
