@@ -176,3 +176,15 @@ def check_floating_leaf(description: str, leaf: Any) -> None:
             f"{description} has dtype {dtype}; only floating or complex ones can be optimized "
             "(cast it, or leave it out of the optimized tree)."
         )
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raises ``ValueError`` unless ``value`` is one of ``choices``.
+
+    >>> check_choice("eps_form", "outside", ("algorithm1", "eps_hat"))
+    Traceback (most recent call last):
+    ...
+    ValueError: eps_form must be one of ('algorithm1', 'eps_hat'), got 'outside'.
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
