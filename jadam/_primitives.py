@@ -36,18 +36,18 @@ def _tree_map(fn, tree, *rest):
 
 
 def saturating_cast(x: jax.Array, dtype: Any) -> jax.Array:
-    """``x`` cast to a moment's storage ``dtype``; float16 overflow clipped to ±65504, not inf.
+    """``x`` cast to a moment's storage ``dtype``, ±inf and overflow clipped to its largest value.
 
-    Without this a float16 second moment turns into inf for |g| ≳ 256 (g² > 65504) and stays
-    there, freezing the coordinate. Wider dtypes (float32, bfloat16: range 3.4e38) are cast as
-    they are, so the float32 path stays bit-identical to the fused kernel. NaN stays NaN.
+    Without this a float16 second moment turns into inf for |g| ≳ 256 (g² > 65504), and a
+    float32 one for |g| ≳ 1.8e19, and stays there, freezing the coordinate. NaN stays NaN
+    (the fused kernel clamps the same way).
 
     >>> import jax.numpy as jnp
     >>> saturating_cast(jnp.array([1e6, 2.0, jnp.inf]), jnp.float16)
     Array([6.55e+04, 2.00e+00, 6.55e+04], dtype=float16)
     """
-    if jnp.dtype(dtype) != jnp.float16 or jnp.iscomplexobj(x):
-        return x.astype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating) or jnp.iscomplexobj(x):
+        return x.astype(dtype)  # complex first moments: cast as is
     limit = jnp.finfo(dtype).max
     return jnp.clip(x, -limit, limit).astype(dtype)
 

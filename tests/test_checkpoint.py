@@ -125,8 +125,9 @@ def _target_on(tx, params, zero1_axis=None):
 
 
 @needs_8_devices
-@pytest.mark.parametrize("zero1", [False, True], ids=["param_sharded", "zero1"])
-@pytest.mark.parametrize("name", ["adam", "amsgrad", "skip_nonfinite_chain"])
+@pytest.mark.parametrize(
+    ("name", "zero1"), [("adam", False), ("adam", True), ("skip_nonfinite_chain", True)]
+)
 def test_sharded_state_restores_exactly_onto_a_different_mesh(tmp_path, name, zero1):
     tx = TRANSFORMS[name]()
     mesh_a = jax.make_mesh((4, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2)

@@ -454,6 +454,8 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
             config.batch_size,
             len(dataset.train_y),
             steps_per_call,
+            batch_sharding,
+            bad_limit > 0,
         )
         if cache_key not in _COMPILED:
             _COMPILED[cache_key] = (
