@@ -72,6 +72,7 @@ def test_end_to_end_writes_report(tmp_path):
         compile_params=100,
         out=out,
         command="test",
+        isolate=True,  # each case in its own process, as the command runs them
     )
     text = out.read_text()
     assert "## Summary" in text and "jadam fused" in text and "| 5 |" in text
