@@ -294,6 +294,8 @@ def run(
         timer = time_case_in_subprocess if isolate else time_case
         results["cases"].append(timer(case, reps, warmup, settle, budget_s))
         print(report.case_line(results["cases"][-1]), flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)  # partial results survive an abort
+        out.with_name("results.json").write_text(json.dumps(results, indent=1))
     print("compile times ...", flush=True)
     results["compile"] = compile_times(compile_leaves, compile_params) if compile_leaves else []
     results["memory"] = []
