@@ -324,6 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--match", action="append", help="only cases whose label contains this (repeatable)"
+    )
+    parser.add_argument("--compile-leaves", help="comma-separated leaf counts for compile times")
     parser.add_argument("--one-case", help=argparse.SUPPRESS)  # internal: JSON of one Case
     args = parser.parse_args(argv)
     if args.one_case:
@@ -334,7 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     cases = QUICK_CASES if args.quick else FULL_CASES
     reps = args.reps or (7 if args.quick else 15)
     leaves = QUICK_COMPILE_LEAVES if args.quick else FULL_COMPILE_LEAVES
+    if args.compile_leaves:
+        leaves = tuple(int(n) for n in args.compile_leaves.split(","))
     leaves = () if args.no_compile else leaves
+    if args.match:
+        cases = [c for c in cases if any(m in c.label for m in args.match)]
     memory_case = None if args.no_memory else Case("adam", "1 leaf", 10 * M)
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
     run(
