@@ -1,0 +1,235 @@
+"""Experiment configs in smoke mode: loss goes down, outputs, determinism, resume, bad configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flax")
+from jadam.experiments import optimizers, plots, train
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = (
+    "fig1_logreg_mnist",
+    "fig1_logreg_imdb",
+    "fig2_mlp",
+    "fig3_cnn",
+    "fig4_vae_bias_correction",
+)
+RECORD_KEYS = {"figure", "run", "optimizer", "setting", "data", "step", "epoch", "train_loss"}
+SUMMARY_KEYS = {
+    "figure",
+    "run",
+    "optimizer",
+    "setting",
+    "data",
+    "final_train_loss",
+    "best_train_loss",
+    "test_loss",
+    "test_accuracy",
+    "steps",
+    "resumed_from_step",
+    "steps_per_second",
+    "wall_time_s",
+    "diverged",
+}
+
+
+def get_config(name: str, arg: str = "smoke"):
+    spec = importlib.util.spec_from_file_location(f"config_{name}", ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    if "progress" in config:
+        config.progress = False
+    return config
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def small_config(seed: int = 0):
+    """Figure 2's smoke variant with two of its optimizers (dropout, so the noise keys matter)."""
+    config = get_config("fig2_mlp")
+    for run_id in list(config.runs):
+        if run_id not in ("adam", "sgd_nesterov"):
+            del config.runs[run_id]
+    config.seed = seed
+    return config
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_smoke_config_runs_and_loss_goes_down(name, tmp_path):
+    config = get_config(name)
+    rows = train.train_and_evaluate(config, tmp_path)
+    records = lines(tmp_path / "metrics.jsonl")
+    assert {r["run"] for r in records} == set(config.runs)
+    steps_per_epoch = config.num_train // config.batch_size
+    for run_id in config.runs:
+        losses = [r["train_loss"] for r in records if r["run"] == run_id]
+        assert len(losses) == -(-config.num_epochs * steps_per_epoch // config.log_every)
+        assert losses[-1] < losses[0], (run_id, losses)
+    for record in records:
+        assert RECORD_KEYS <= set(record)
+        if record["step"] % config.eval_every == 0:
+            assert "test_loss" in record
+            assert ("test_accuracy" in record) == (config.model.kind != "vae")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == rows and len(rows) == len(config.runs)
+    for row in rows:
+        assert set(row) == SUMMARY_KEYS
+        assert row["final_train_loss"] >= row["best_train_loss"]
+        assert row["data"].startswith("STAND-IN") == (name in ("fig1_logreg_imdb", "fig3_cnn"))
+    png = tmp_path / f"{name}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plots.plot_figure(
+        config, plots.read_metrics(tmp_path / "metrics.jsonl"), tmp_path / "again.png"
+    )
+    assert (tmp_path / "again.png").stat().st_size > 1000
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    train.train_and_evaluate(small_config(), tmp_path / "a")
+    train.train_and_evaluate(small_config(), tmp_path / "b")
+    train.train_and_evaluate(small_config(seed=1), tmp_path / "c")
+    first = (tmp_path / "a" / "metrics.jsonl").read_bytes()
+    assert (tmp_path / "b" / "metrics.jsonl").read_bytes() == first
+    assert (tmp_path / "c" / "metrics.jsonl").read_bytes() != first
+
+
+def test_resume_after_interruption_gives_same_metrics(tmp_path, monkeypatch):
+    """A crash instead of the 5th checkpoint (mid-way through the 2nd run); then a restart."""
+    reference = train.train_and_evaluate(small_config(), tmp_path / "reference")
+    real_save = train._save
+    calls = []
+
+    def crashing_save(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 5:
+            raise KeyboardInterrupt("simulated crash")
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_save", crashing_save)
+    workdir = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(small_config(), workdir)
+    assert calls == [8, 16, 24, 8, 16]  # Run 1 finished; run 2 crashed saving step 16.
+    partial = lines(workdir / "metrics.jsonl")
+    assert len(partial) == 6 + 4  # Run 2 had logged steps 4..16 before the crash.
+    monkeypatch.setattr(train, "_save", real_save)
+
+    rows = train.train_and_evaluate(small_config(), workdir)
+    assert [row["resumed_from_step"] for row in rows] == [24, 8]
+    reference_metrics = (tmp_path / "reference" / "metrics.jsonl").read_bytes()
+    assert (workdir / "metrics.jsonl").read_bytes() == reference_metrics
+    final = [(r["run"], r["final_train_loss"], r["test_loss"]) for r in rows]
+    assert final == [(r["run"], r["final_train_loss"], r["test_loss"]) for r in reference]
+
+
+def test_workdir_of_other_config_is_refused(tmp_path):
+    config = get_config("fig1_logreg_mnist")
+    train._check_workdir(config, tmp_path)
+    train._check_workdir(config, tmp_path)  # Same config: resuming is fine.
+    config.num_epochs = 4
+    with pytest.raises(ValueError, match="holds results of a different config"):
+        train._check_workdir(config, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("batch_size", 0, "config.batch_size: expected a positive integer, found 0"),
+        (
+            "batch_size",
+            100_000,
+            r"config.batch_size: expected at most 512 \(the training set size\), found 100000",
+        ),
+        (
+            "checkpoint_every",
+            6,
+            "config.checkpoint_every: expected a multiple of log_every=4, found 6",
+        ),
+        ("dataset", "svhn", "config.dataset: expected 'mnist', 'imdb' or 'cifar10', found 'svhn'"),
+        ("num_train", 10**7, "config.num_train: expected at most 4000"),
+        ("data_dir", "/nonexistent/dir", "data_dir '/nonexistent/dir' is not a directory"),
+    ],
+)
+def test_invalid_config_values(tmp_path, field, value, message):
+    config = get_config("fig1_logreg_mnist")
+    config[field] = value
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        train.train_and_evaluate(config, tmp_path)
+
+
+def test_unknown_optimizer_and_hyperparameter(tmp_path):
+    config = get_config("fig1_logreg_mnist")
+    config.runs.adam.optimizer.name = "adamm"
+    with pytest.raises(
+        ValueError,
+        match=r"config.runs.adam.optimizer.name: unknown optimizer 'adamm'; "
+        r"expected one of \['adadelta'",
+    ):
+        train.train_and_evaluate(config, tmp_path)
+    config = get_config("fig1_logreg_mnist")
+    config.runs.adam.optimizer.hparams.b2 = 1.0
+    with pytest.raises(
+        ValueError, match=r"config.runs.adam.optimizer.hparams: b2 must be in \[0.0, 1.0\), got 1.0"
+    ):
+        train.train_and_evaluate(config, tmp_path)
+    with pytest.raises(ValueError, match=r"hparams: \['momentum'\] not accepted by 'adam'"):
+        optimizers.build({"name": "adam", "learning_rate": 0.1, "hparams": {"momentum": 0.9}})
+    with pytest.raises(ValueError, match="learning_rate: expected a positive number, found -1"):
+        optimizers.build({"name": "sgd_nesterov", "learning_rate": -1})
+    with pytest.raises(ValueError, match="schedule: unknown schedule 'cosine'"):
+        optimizers.build({"name": "adam", "learning_rate": 0.1, "schedule": "cosine"})
+
+
+def test_unknown_figure_name(tmp_path):
+    config = get_config("paper")
+    config.only = "fig1_logreg_mnist,fig9"
+    with pytest.raises(
+        ValueError,
+        match=r"config.only: expected comma-separated names from \[.*fig2_mlp.*\], "
+        r"found 'fig1_logreg_mnist,fig9'",
+    ):
+        train.train_and_evaluate(config, tmp_path)
+    with pytest.raises(ValueError, match="unknown config argument 'tiny'"):
+        get_config("fig2_mlp", "tiny")
+
+
+def test_no_bias_correction_is_jadams_ablation():
+    spec = optimizers.OPTIMIZERS["adam"]
+    assert spec.factory.__module__ == "jadam._adam"
+    label = optimizers.label({"name": "adam", "hparams": {"bias_correction": False}})
+    assert label == "Adam (no bias correction)"
+
+
+def test_command_line(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jadam.experiments",
+            "--config=configs/paper.py:smoke",
+            "--config.only=fig1_logreg_mnist",
+            "--config.figures.fig1_logreg_mnist.num_epochs=1",
+            f"--workdir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "final loss" in result.stdout and "sgd_nesterov" in result.stdout
+    assert {"metrics.jsonl", "summary.json", "fig1_logreg_mnist.png", "fig1_logreg_mnist"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    assert "loss=" in result.stderr  # the progress bar shows the current loss
