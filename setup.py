@@ -1,13 +1,28 @@
 """Builds jadam's optional fused-Adam CPU kernel (see jadam/_fused.py).
 
 Everything else is declared in pyproject.toml. The kernel is a plain C++17 shared library
-registered with XLA through `jax.ffi` at run time; it needs only the XLA FFI headers vendored
-in jadam/csrc/xla. When no working C++ compiler is found the build prints a warning and the
+registered with XLA through `jax.ffi` at run time; it compiles against the XLA FFI headers that
+ship with jaxlib (`jax.ffi.include_dir()`; jaxlib is a build requirement in pyproject.toml).
+When jaxlib's headers or a working C++ compiler are missing the build prints a warning and the
 package installs without it: `fused=True` then falls back to the pure-JAX path.
 """
 
+import pathlib
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+
+
+def _xla_ffi_include_dir() -> str:
+    """jaxlib's include folder (what jax.ffi.include_dir() returns), without importing jax."""
+    try:
+        import jaxlib
+    except ImportError:
+        return ""
+    return str(pathlib.Path(jaxlib.__file__).parent / "include")
+
+
+_INCLUDE = _xla_ffi_include_dir()
 
 _GCC_LIKE_FLAGS = [
     "-std=c++17",
@@ -17,16 +32,19 @@ _GCC_LIKE_FLAGS = [
     "-ffp-contract=off",
     "-fno-math-errno",
     "-fno-trapping-math",
-    "-isystem",  # the vendored XLA headers, without their warnings
-    "jadam/csrc",
+    "-isystem",  # jaxlib's XLA FFI headers, without their warnings
+    _INCLUDE,
 ]
-_MSVC_FLAGS = ["/std:c++17", "/O2", "/fp:precise", "/Ijadam/csrc"]
+_MSVC_FLAGS = ["/std:c++17", "/O2", "/fp:precise", f"/I{_INCLUDE}"]
 
 
 class BuildFusedKernel(build_ext):
     """build_ext with per-compiler flags; a failed build is a warning, not an error."""
 
     def build_extensions(self) -> None:
+        if not _INCLUDE:
+            print("WARNING: jaxlib not found; fused=True will use the pure-JAX path.")
+            return
         flags = _MSVC_FLAGS if self.compiler.compiler_type == "msvc" else _GCC_LIKE_FLAGS
         for ext in self.extensions:
             ext.extra_compile_args = list(flags)
