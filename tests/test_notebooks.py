@@ -56,7 +56,8 @@ def test_notebooks_are_present():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
-def test_notebook_is_committed_without_outputs(path):
+def test_notebook_is_a_clean_thin_client(path):
+    """Committed without outputs, at most ~15 cells, no shell escapes, public API only."""
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -65,6 +66,9 @@ def test_notebook_is_committed_without_outputs(path):
     for cell in code:
         for line in cell.source.splitlines():
             assert not line.lstrip().startswith(("!", "%pip")), f"{path.name}: {line}"
+    source = "\n".join(cell.source for cell in code)
+    assert "JADAM_NOTEBOOK_SMALL" in source, f"{path.name} has no small mode"
+    assert "jadam._" not in source, f"{path.name} reaches into jadam's private modules"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
