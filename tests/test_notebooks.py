@@ -8,6 +8,7 @@ the notebooks run in the same interpreter (and virtual environment) as pytest, w
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 
@@ -19,7 +20,8 @@ pytest.importorskip("ipykernel")
 kernelspec = pytest.importorskip("jupyter_client.kernelspec")
 manager = pytest.importorskip("jupyter_client.manager")
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "jadam-test-python"
 
 
@@ -34,6 +36,8 @@ def kernel_manager(tmp_path):
         "env": {
             "JADAM_NOTEBOOK_SMALL": "1",
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            # the kernel imports the jadam under test, as pytest does, whatever is installed
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         },
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
