@@ -23,6 +23,9 @@ from jadam._baselines import scale_by_adagrad as scale_by_adagrad
 from jadam._baselines import scale_by_momentum as scale_by_momentum
 from jadam._baselines import scale_by_rms as scale_by_rms
 from jadam._baselines import sgd as sgd
+from jadam._fused import FusedTransformation as FusedTransformation
+from jadam._fused import fused_train_step as fused_train_step
+from jadam._fused import kernel_available as fused_kernel_available
 from jadam._primitives import bias_correction as bias_correction
 from jadam._primitives import update_first_moment as update_first_moment
 from jadam._primitives import update_infinity_norm as update_infinity_norm
@@ -32,6 +35,7 @@ from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
 __version__ = "0.1.0"
 
 __all__ = [
+    "FusedTransformation",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
@@ -46,6 +50,8 @@ __all__ = [
     "adamw",
     "amsgrad",
     "bias_correction",
+    "fused_kernel_available",
+    "fused_train_step",
     "inverse_sqrt_schedule",
     "nadam",
     "rmsprop",

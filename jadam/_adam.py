@@ -11,6 +11,7 @@ import optax
 from jadam import _primitives as P
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
+from jadam._fused import fused_adam
 
 
 class ScaleByAdamState(NamedTuple):
@@ -104,12 +105,15 @@ def adam(
     *,
     bias_correction: bool = True,
     nesterov: bool = False,
+    fused: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """Adam, Algorithm 1: θ_t = θ_{t−1} − α·m̂_t/(√v̂_t + ε). See :func:`scale_by_adam`.
 
     Args:
       learning_rate: α ≥ 0, a number or a schedule of the step count (e.g.
         :func:`jadam.inverse_sqrt_schedule` for Section 4's α/√t).
+      fused: one pass over the whole tree per step with jadam's C++ kernel, same results
+        and state (see :class:`jadam.FusedTransformation`; falls back where it cannot run).
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -124,7 +128,20 @@ def adam(
     scaling = scale_by_adam(
         b1, b2, eps, eps_root, bias_correction=bias_correction, mu_dtype=mu_dtype, nesterov=nesterov
     )
-    return with_learning_rate(learning_rate, scaling)
+    tx = with_learning_rate(learning_rate, scaling)
+    if fused:
+        return fused_adam(
+            tx,
+            learning_rate,
+            b1,
+            b2,
+            eps,
+            eps_root,
+            mu_dtype=mu_dtype,
+            bias_correction=bias_correction,
+            nesterov=nesterov,
+        )
+    return tx
 
 
 def nadam(
@@ -160,6 +177,7 @@ def adamw(
     mask: Any = None,
     *,
     nesterov: bool = False,
+    fused: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay λ.
 
@@ -168,6 +186,7 @@ def adamw(
     Args:
       weight_decay: λ ≥ 0.
       mask: a tree of booleans (or a callable params → tree) selecting the decayed leaves.
+      fused: one pass per step with jadam's C++ kernel, as in :func:`adam`.
 
     Example:
       >>> import jax.numpy as jnp
@@ -177,8 +196,22 @@ def adamw(
     """
     if not callable(weight_decay):
         V.check_non_negative("weight_decay", weight_decay)
-    return with_learning_rate(
+    tx = with_learning_rate(
         learning_rate,
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         optax.add_decayed_weights(weight_decay, mask),
     )
+    if fused:
+        return fused_adam(
+            tx,
+            learning_rate,
+            b1,
+            b2,
+            eps,
+            eps_root,
+            mu_dtype=mu_dtype,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            mask=mask,
+        )
+    return tx

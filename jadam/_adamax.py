@@ -11,6 +11,7 @@ import optax
 from jadam import _primitives as P
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
+from jadam._fused import fused_adamax
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -69,7 +70,12 @@ def scale_by_adamax(
 
 
 def adamax(
-    learning_rate: Any = 0.002, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8
+    learning_rate: Any = 0.002,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    *,
+    fused: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """AdaMax, Algorithm 2: θ_t = θ_{t−1} − (α/(1−β1^t))·m_t/(u_t + ε); paper default α = 0.002.
 
@@ -80,4 +86,5 @@ def adamax(
       >>> updates
       Array([-0.002], dtype=float32)
     """
-    return with_learning_rate(learning_rate, scale_by_adamax(b1, b2, eps))
+    tx = with_learning_rate(learning_rate, scale_by_adamax(b1, b2, eps))
+    return fused_adamax(tx, learning_rate, b1, b2, eps) if fused else tx

@@ -1,0 +1,243 @@
+"""Optimizer steps to time: torch.optim, optax, jadam (pure and fused), and bandwidth probes.
+
+Every candidate owns its own copy of the same parameters and gradients (one tree layout, fp32)
+and exposes ``step()``, which runs one optimizer step (update and apply) and waits for it, and
+``params()``, the current parameters as one flat NumPy array (to check that all candidates
+compute the same thing). JAX steps are jitted with parameters and state donated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+LEARNING_RATE = 1e-3
+WEIGHT_DECAY = 1e-2
+
+# name -> (framework, description)
+JAX_CANDIDATES = ("optax", "jadam", "jadam fused", "jadam fused (update)")
+TORCH_CANDIDATES = ("torch default", "torch foreach", "torch fused")
+PROBES = ("triad (jax)", "triad (torch)", "jit dispatch (identity)")
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One timed thing: ``step()`` runs and blocks; ``params()`` returns the flat params."""
+
+    name: str
+    step: Callable[[], None]
+    params: Callable[[], np.ndarray | None]
+
+
+def make_arrays(sizes: Sequence[int], seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Deterministic fp32 parameters (N(0, 0.02²)) and gradients (N(0, 1)) of these sizes."""
+    rng = np.random.default_rng(seed)
+    params = [(0.02 * rng.standard_normal(n)).astype(np.float32) for n in sizes]
+    grads = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    return params, grads
+
+
+def available(name: str) -> bool:
+    """Whether a candidate can run here (torch installed; the fused kernel built; ...)."""
+    if name.startswith("torch") or name == "triad (torch)":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return False
+    return True
+
+
+def make(name: str, algorithm: str, sizes: Sequence[int], seed: int = 0) -> Candidate:
+    """Builds candidate ``name`` for ``algorithm`` ("adam", "adamw" or "adamax")."""
+    params, grads = make_arrays(sizes, seed)
+    if name in JAX_CANDIDATES:
+        return _jax_candidate(name, algorithm, params, grads)
+    if name in TORCH_CANDIDATES:
+        return _torch_candidate(name, algorithm, params, grads)
+    if name in ("triad (jax)", "triad (torch)"):  # bandwidth: one array of the same total size
+        params, grads = make_arrays([sum(sizes)], seed)
+        return (_jax_triad if name == "triad (jax)" else _torch_triad)(params, grads)
+    if name == "jit dispatch (identity)":
+        return _jax_identity(params, grads)
+    known = JAX_CANDIDATES + TORCH_CANDIDATES + PROBES
+    raise ValueError(f"unknown candidate {name!r}; known: {known}")
+
+
+# ---------------------------------------------------------------------------------------------
+# JAX
+
+
+def _jax_device():
+    import jax
+
+    return jax.devices()[0]  # the default backend: GPU/TPU when present, else CPU
+
+
+def _optax_tx(algorithm: str):
+    import optax
+
+    if algorithm == "adam":
+        return optax.adam(LEARNING_RATE)
+    if algorithm == "adamw":
+        return optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    if algorithm == "adamax":
+        return optax.adamax(LEARNING_RATE)
+    raise ValueError(f"unknown algorithm {algorithm!r}")
+
+
+def _jadam_tx(algorithm: str, fused: bool):
+    import jadam
+
+    if algorithm == "adam":
+        return jadam.adam(LEARNING_RATE, fused=fused)
+    if algorithm == "adamw":
+        return jadam.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY, fused=fused)
+    if algorithm == "adamax":
+        return jadam.adamax(LEARNING_RATE, fused=fused)
+    raise ValueError(f"unknown algorithm {algorithm!r}")
+
+
+def jax_step_function(name: str, algorithm: str) -> tuple[Callable, Any]:
+    """(jitted step(params, grads, state) -> (params, state), transform) for a JAX candidate."""
+    import jax
+    import optax
+
+    if name == "optax":
+        tx = _optax_tx(algorithm)
+    else:
+        tx = _jadam_tx(algorithm, fused=name.startswith("jadam fused"))
+
+    if name == "jadam fused":
+
+        def step(params, grads, state):
+            return tx.apply_gradients(params, grads, state)
+
+    else:
+
+        def step(params, grads, state):
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 2)), tx
+
+
+def _jax_candidate(name: str, algorithm: str, params, grads) -> Candidate:
+    import jax
+
+    device = _jax_device()
+    step_fn, tx = jax_step_function(name, algorithm)
+    box = {"params": [jax.device_put(p, device) for p in params]}
+    g = [jax.device_put(x, device) for x in grads]
+    box["state"] = tx.init(box["params"])
+
+    def step() -> None:
+        box["params"], box["state"] = step_fn(box["params"], g, box["state"])
+        # All outputs of one XLA execution become ready together: waiting on one suffices.
+        jax.block_until_ready(box["params"][0])
+
+    return Candidate(name, step, lambda: np.concatenate([np.asarray(p) for p in box["params"]]))
+
+
+def _jax_triad(params, grads) -> Candidate:
+    """c ← a + s·b over the same number of elements: 12 bytes per element."""
+    import jax
+
+    device = _jax_device()
+    a = [jax.device_put(x, device) for x in params]
+    b = [jax.device_put(x, device) for x in grads]
+    box = {"c": [jax.device_put(np.zeros_like(x), device) for x in params]}
+    # c is donated so that XLA writes the result into its buffer (no allocation per call).
+    triad = jax.jit(
+        lambda a, b, c: [x + 1.5 * y for x, y in zip(a, b, strict=True)], donate_argnums=(2,)
+    )
+
+    def step() -> None:
+        box["c"] = triad(a, b, box["c"])
+        jax.block_until_ready(box["c"][0])
+
+    return Candidate("triad (jax)", step, lambda: None)
+
+
+def _jax_identity(params, grads) -> Candidate:
+    """A jitted step that returns its donated inputs: the per-call cost of passing the tree."""
+    import jax
+
+    device = _jax_device()
+    box = {"p": [jax.device_put(x, device) for x in params]}
+    g = [jax.device_put(x, device) for x in grads]
+    box["m"] = [jax.device_put(np.zeros_like(x), device) for x in params]
+    box["v"] = [jax.device_put(np.zeros_like(x), device) for x in params]
+    identity = jax.jit(lambda p, g, m, v: (p, m, v), donate_argnums=(0, 2, 3))
+
+    def step() -> None:
+        box["p"], box["m"], box["v"] = identity(box["p"], g, box["m"], box["v"])
+        jax.block_until_ready(box["p"][0])
+
+    return Candidate("jit dispatch (identity)", step, lambda: None)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch
+
+
+def torch_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch_sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _torch_candidate(name: str, algorithm: str, params, grads) -> Candidate:
+    import torch
+
+    device = torch_device()
+    tensors = [torch.tensor(p, device=device).requires_grad_() for p in params]
+    for t, g in zip(tensors, grads, strict=True):
+        t.grad = torch.tensor(g, device=device)
+    mode = name.removeprefix("torch ")
+    modes = {"default": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    kwargs = modes[mode]
+    if algorithm == "adam":
+        opt = torch.optim.Adam(tensors, lr=LEARNING_RATE, **kwargs)
+    elif algorithm == "adamw":
+        opt = torch.optim.AdamW(tensors, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY, **kwargs)
+    elif algorithm == "adamax":
+        if mode == "fused":
+            raise ValueError("torch.optim.Adamax has no fused implementation")
+        opt = torch.optim.Adamax(tensors, lr=LEARNING_RATE, **kwargs)
+    else:
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+
+    def step() -> None:
+        opt.step()
+        _torch_sync()
+
+    def flat() -> np.ndarray:
+        return np.concatenate([t.detach().cpu().numpy() for t in tensors])
+
+    return Candidate(name, step, flat)
+
+
+def _torch_triad(params, grads) -> Candidate:
+    import torch
+
+    device = torch_device()
+    a = [torch.tensor(x, device=device) for x in params]
+    b = [torch.tensor(x, device=device) for x in grads]
+    c = [torch.empty_like(x) for x in a]
+
+    def step() -> None:
+        for x, y, z in zip(a, b, c, strict=True):
+            torch.add(x, y, alpha=1.5, out=z)
+        _torch_sync()
+
+    return Candidate("triad (torch)", step, lambda: None)

@@ -1,0 +1,325 @@
+"""Benchmarks jadam against optax and torch.optim: ``python -m benchmarks.run [--quick]``.
+
+Per case (algorithm × tree layout × parameter count) all candidates run in this one process,
+interleaved (A B C … then the next repetition, the order rotated each time), after warm-up
+steps; each timed step is preceded by the same short settle pause (torch's OpenMP workers keep
+spinning after a step and would slow whatever runs next). Reported: median and quartiles per
+candidate, the median over repetitions of each candidate's time divided by the reference's time
+*in the same repetition* (robust to the machine's drift), and the bandwidth floor: 28 bytes per
+parameter at the best triad bandwidth measured in the same case. Then compile time versus leaf
+count, and peak memory per candidate (one subprocess each). Writes benchmarks/RESULTS.md,
+results.json and results.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from benchmarks import candidates, layouts, report
+
+HERE = pathlib.Path(__file__).parent
+BYTES_PER_PARAM = 28  # fp32 Adam: read θ, g, m, v; write θ, m, v
+TRIAD_BYTES = 12  # c = a + s·b: read a, b; write c
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    algorithm: str
+    layout: str
+    params: int
+    leaves: int | None = None
+
+    @property
+    def sizes(self) -> list[int]:
+        return layouts.LAYOUTS[self.layout](self.params, self.leaves)
+
+    @property
+    def label(self) -> str:
+        return f"{self.algorithm}: {layouts.describe(self.layout, self.sizes)}"
+
+
+M = 1_000_000
+FULL_CASES = (
+    Case("adam", "1 leaf", 1 * M),
+    Case("adam", "1 leaf", 10 * M),
+    Case("adam", "1 leaf", 50 * M),
+    Case("adam", "transformer", 10 * M),
+    Case("adam", "transformer", 50 * M),
+    Case("adam", "leaves", 50 * M, 200),
+    Case("adam", "leaves", 1 * M, 1000),
+    Case("adam", "leaves", 1 * M, 3000),
+    Case("adamw", "1 leaf", 50 * M),
+    Case("adamw", "leaves", 50 * M, 200),
+    Case("adamax", "1 leaf", 50 * M),
+    Case("adamax", "leaves", 50 * M, 200),
+)
+QUICK_CASES = (
+    Case("adam", "1 leaf", 10 * M),
+    Case("adam", "transformer", 10 * M),
+    Case("adam", "leaves", 10 * M, 200),
+    Case("adam", "leaves", 1 * M, 1000),
+    Case("adamw", "1 leaf", 10 * M),
+    Case("adamax", "1 leaf", 10 * M),
+)
+FULL_COMPILE_LEAVES = (10, 100, 1000, 3000)
+QUICK_COMPILE_LEAVES = (10, 100, 300)
+COMPILE_CANDIDATES = ("optax", "jadam", "jadam fused")
+MIN_REPS = 5
+
+
+def candidate_names(case: Case) -> list[str]:
+    """Candidates for a case: all optimizers, triads, and the dispatch probe for many leaves."""
+    names = list(candidates.JAX_CANDIDATES) + list(candidates.TORCH_CANDIDATES)
+    if case.algorithm == "adamax":
+        names.remove("torch fused")  # torch has no fused Adamax
+    names += ["triad (jax)", "triad (torch)"]
+    if len(case.sizes) >= 100:
+        names.append("jit dispatch (identity)")
+    return [n for n in names if candidates.available(n)]
+
+
+def reference_name(case: Case, names: Sequence[str]) -> str:
+    """What ratios are taken against: torch fused, else torch foreach, else optax."""
+    for name in ("torch fused", "torch foreach", "optax"):
+        if name in names:
+            return name
+    return names[0]
+
+
+def time_case(
+    case: Case, reps: int, warmup: int, settle: float, budget_s: float = float("inf")
+) -> dict:
+    """Times every candidate of ``case``, interleaved; returns per-candidate statistics.
+
+    Stops early, after at least ``MIN_REPS`` timed repetitions, once the case has run for
+    ``budget_s`` seconds (a loaded machine makes the slowest candidates very slow).
+    """
+    names = candidate_names(case)
+    built = [candidates.make(name, case.algorithm, case.sizes) for name in names]
+    times = {name: [] for name in names}
+    started = time.perf_counter()
+    for rep in range(warmup + reps):
+        timed = rep - warmup
+        if timed >= MIN_REPS and time.perf_counter() - started > budget_s:
+            break
+        shift = rep % len(built)
+        for cand in built[shift:] + built[:shift]:
+            time.sleep(settle)
+            start = time.perf_counter()
+            cand.step()
+            elapsed = time.perf_counter() - start
+            if rep >= warmup:
+                times[cand.name].append(elapsed)
+    # Every optimizer ran warmup + reps steps from the same start: their parameters must agree.
+    finals = {c.name: c.params() for c in built}
+    baseline = finals.get("optax")
+    deviation = {}
+    for name, final in finals.items():
+        if final is not None and baseline is not None:
+            deviation[name] = float(np.max(np.abs(final - baseline)))
+    del built, finals
+    gc.collect()
+    return summarize(case, times, deviation)
+
+
+def summarize(case: Case, times: dict[str, list[float]], deviation: dict[str, float]) -> dict:
+    """Medians, quartiles, same-repetition ratios and the bandwidth floor for one case."""
+    names = list(times)
+    ref = reference_name(case, [n for n in names if not n.startswith(("triad", "jit"))])
+    n = case.params
+    stats = {}
+    for name, ts in times.items():
+        arr = np.asarray(ts)
+        q1, med, q3 = np.percentile(arr, [25, 50, 75])
+        stats[name] = {"median_ms": 1e3 * med, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3}
+        stats[name]["ratio_to_reference"] = float(np.median(arr / np.asarray(times[ref])))
+        if "optax" in times:
+            stats[name]["ratio_to_optax"] = float(np.median(arr / np.asarray(times["optax"])))
+        if name in deviation:
+            stats[name]["max_abs_param_difference_to_optax"] = deviation[name]
+    triads = [stats[t]["median_ms"] for t in ("triad (jax)", "triad (torch)") if t in stats]
+    floor_ms = None
+    if triads:
+        bandwidth = TRIAD_BYTES * n / (1e-3 * min(triads))  # bytes per second
+        floor_ms = 1e3 * BYTES_PER_PARAM * n / bandwidth
+        for name in names:
+            if not name.startswith(("triad", "jit")):
+                stats[name]["floor_fraction"] = floor_ms / stats[name]["median_ms"]
+    return {
+        "case": dataclasses.asdict(case),
+        "label": case.label,
+        "leaves": len(case.sizes),
+        "reference": ref,
+        "floor_ms": floor_ms,
+        "triad_bandwidth_gbs": (TRIAD_BYTES * n / (1e-3 * min(triads)) / 1e9) if triads else None,
+        "reps": len(next(iter(times.values()))),
+        "candidates": stats,
+    }
+
+
+def compile_times(leaf_counts: Sequence[int], params: int, algorithm: str = "adam") -> list[dict]:
+    """Seconds to trace, lower and compile the jitted step, per candidate and leaf count."""
+    import jax
+
+    rows = []
+    for leaves in leaf_counts:
+        sizes = layouts.equal_leaves(params, leaves)
+        tree = [jax.ShapeDtypeStruct((s,), np.float32) for s in sizes]
+        row = {"leaves": leaves, "params": params, "seconds": {}}
+        for name in COMPILE_CANDIDATES:
+            step, tx = candidates.jax_step_function(name, algorithm)
+            state = jax.eval_shape(tx.init, tree)
+            start = time.perf_counter()
+            step.lower(tree, tree, state).compile()
+            row["seconds"][name] = time.perf_counter() - start
+        # The floor: a jitted function that only passes the same donated arrays through.
+        identity = jax.jit(lambda p, g, m, v: (p, m, v), donate_argnums=(0, 2, 3))
+        start = time.perf_counter()
+        identity.lower(tree, tree, tree, tree).compile()
+        row["seconds"]["jit identity (floor)"] = time.perf_counter() - start
+        rows.append(row)
+        print(f"  compile, {leaves} leaves: {row['seconds']}", flush=True)
+    return rows
+
+
+def memory(case: Case, names: Sequence[str]) -> list[dict]:
+    """Runs benchmarks.memory for each candidate in a fresh subprocess."""
+    rows = []
+    sizes = ",".join(str(s) for s in case.sizes)
+    for name in names:
+        cmd = [sys.executable, "-m", "benchmarks.memory", "--candidate", name]
+        cmd += ["--algorithm", case.algorithm, "--sizes", sizes]
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=HERE.parent, check=False, timeout=600
+        )
+        if out.returncode != 0:
+            rows.append({"candidate": name, "error": out.stderr.strip().splitlines()[-1:]})
+            continue
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row["label"] = case.label
+        rows.append(row)
+        print(f"  memory, {name}: {row}", flush=True)
+    return rows
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import platform
+
+    import jax
+
+    info = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "jax_device": str(jax.devices()[0]),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        info["cpu"] = models[0] if models else platform.processor()
+    meminfo = pathlib.Path("/proc/meminfo")
+    if meminfo.exists():
+        info["memory_gib"] = round(int(meminfo.read_text().split()[1]) / 2**20, 1)
+    import optax
+
+    info["optax"] = optax.__version__
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_device"] = candidates.torch_device()
+    except ImportError:
+        info["torch"] = None
+    import jadam
+
+    info["jadam_fused_kernel"] = jadam.fused_kernel_available()
+    return info
+
+
+def run(
+    cases: Sequence[Case],
+    compile_leaves: Sequence[int],
+    memory_case: Case | None,
+    reps: int,
+    warmup: int,
+    settle: float,
+    compile_params: int = M,
+    budget_s: float = float("inf"),
+    out: pathlib.Path = HERE / "RESULTS.md",
+    command: str = "python -m benchmarks.run",
+) -> dict:
+    """Runs everything and writes the report next to ``out``; returns the results."""
+    results = {"machine": machine(), "command": command, "settle_s": settle, "cases": []}
+    for case in cases:
+        print(f"timing {case.label} ...", flush=True)
+        results["cases"].append(time_case(case, reps, warmup, settle, budget_s))
+        print(report.case_line(results["cases"][-1]), flush=True)
+    print("compile times ...", flush=True)
+    results["compile"] = compile_times(compile_leaves, compile_params) if compile_leaves else []
+    results["memory"] = []
+    if memory_case is not None:
+        print(f"memory ({memory_case.label}) ...", flush=True)
+        names = [n for n in candidate_names(memory_case) if not n.startswith(("triad", "jit"))]
+        results["memory"] = memory(memory_case, names)
+    results["machine"]["load_average_at_end"] = (
+        os.getloadavg() if hasattr(os, "getloadavg") else None
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_name("results.json").write_text(json.dumps(results, indent=1))
+    report.write_markdown(results, out, plot_path=out.with_name("results.png"))
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10M-param cases, fewer reps")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per candidate")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=0.005, help="pause before each step, s")
+    parser.add_argument(
+        "--budget", type=float, default=30.0, help="seconds per case before stopping early"
+    )
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--out", type=pathlib.Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    cases = QUICK_CASES if args.quick else FULL_CASES
+    reps = args.reps or (7 if args.quick else 15)
+    leaves = QUICK_COMPILE_LEAVES if args.quick else FULL_COMPILE_LEAVES
+    leaves = () if args.no_compile else leaves
+    memory_case = None if args.no_memory else Case("adam", "1 leaf", 10 * M)
+    command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    run(
+        cases,
+        leaves,
+        memory_case,
+        reps,
+        args.warmup,
+        args.settle,
+        out=args.out,
+        command=command.strip(),
+        budget_s=args.budget,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Figure 1 (left): multiclass logistic regression on MNIST, α_t = α/√t, mini-batch 128.
+
+Paper: Adam vs SGD with Nesterov momentum vs AdaGrad (+ AdaMax, §7.1), training negative
+log-likelihood over 45 epochs of the full 60,000-image training set. Default here: the embedded
+4,000-image MNIST subset, 45 epochs. Real MNIST: --config.data_dir=DIR with the IDX files.
+
+Learning rates: the best final training loss of a grid α ∈ {1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1}
+per optimizer (9 epochs of the default setting, seed 0), as the paper picked the best of a
+grid; see the README section "Reproducing the paper".
+"""
+
+from jadam.experiments.config_lib import base_config, run
+
+
+def get_config(arg: str = ""):
+    config = base_config(
+        "fig1_logreg_mnist",
+        "mnist",
+        {"kind": "logreg", "input_dropout": 0.0},
+        "Figure 1 (left): logistic regression, MNIST, α/√t",
+    )
+    config.num_epochs = 45
+    config.log_every = 31  # About one point per epoch (31 steps of 128 make an epoch of 4,000).
+    config.eval_every = 31 * 5
+    config.checkpoint_every = 31 * 15
+    config.plot.ylabel = "training negative log likelihood"
+    config.runs.adam = run("adam", 3e-2, "inverse_sqrt")
+    config.runs.adamax = run("adamax", 1e-1, "inverse_sqrt")
+    config.runs.adagrad = run("adagrad", 1e-1, "inverse_sqrt")
+    config.runs.sgd_nesterov = run("sgd_nesterov", 3e-1, "inverse_sqrt")
+    if arg == "smoke":
+        config.num_train, config.num_test, config.batch_size = 512, 200, 64
+        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8
+    elif arg:
+        raise ValueError(
+            f"fig1_logreg_mnist: unknown config argument {arg!r}; expected '' or 'smoke'"
+        )
+    return config

@@ -1,0 +1,50 @@
+"""Building blocks for the figure configs in configs/: the shared fields and one run entry."""
+
+import ml_collections
+
+
+def base_config(figure: str, dataset: str, model: dict, title: str) -> ml_collections.ConfigDict:
+    """Fields every figure config has; the figure file sets runs and sizes."""
+    config = ml_collections.ConfigDict()
+    config.figure = figure
+    config.dataset = dataset
+    config.data_dir = ""  # "" = embedded default data (or its documented stand-in).
+    config.num_train = 0  # 0 = the whole training set; else its first num_train examples.
+    config.num_test = 0  # With num_train: test examples to keep (0 = all).
+    config.model = ml_collections.ConfigDict(model)
+    config.batch_size = 128
+    config.num_epochs = 10
+    config.log_every = 10  # Steps fused into one jitted scan; one logged point each.
+    config.eval_every = 10  # Steps between test-set evaluations (multiple of log_every).
+    config.checkpoint_every = 100  # Steps between orbax checkpoints (multiple of log_every).
+    config.eval_batch_size = 1000
+    config.seed = 0
+    config.progress = True
+    config.runs = ml_collections.ConfigDict()
+    config.plot = ml_collections.ConfigDict(
+        {"kind": "curves", "title": title, "ylabel": "training cost", "yscale": "linear", "dpi": 80}
+    )
+    return config
+
+
+def run(
+    name: str,
+    learning_rate: float,
+    schedule: str = "constant",
+    setting: str = "",
+    model=None,
+    **hparams,
+) -> ml_collections.ConfigDict:
+    """One run: an optimizer (``name``, α, schedule, hyperparameters) and per-run model settings."""
+    return ml_collections.ConfigDict(
+        {
+            "setting": setting,
+            "optimizer": {
+                "name": name,
+                "learning_rate": learning_rate,
+                "schedule": schedule,
+                "hparams": hparams,
+            },
+            "model": model or {},
+        }
+    )

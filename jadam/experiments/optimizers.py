@@ -1,0 +1,120 @@
+"""Experiment config → jadam optimizer (an ``optax.GradientTransformation``).
+
+An optimizer entry of a config is a ``ConfigDict`` with ``name``, ``learning_rate`` (α),
+``schedule`` ("constant" or "inverse_sqrt" for Section 4's α_t = α/√t) and optional
+hyperparameters in ``hparams``. Numeric hyperparameters are injected into the optimizer state
+with ``optax.inject_hyperparams``, so runs that differ only in them share one compiled step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optax
+
+import jadam
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """How to build one optimizer: the jadam alias, its tunable and its static (bool) arguments."""
+
+    factory: Callable[..., optax.GradientTransformation]
+    numeric: tuple[str, ...]
+    static: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    label: str = ""
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+OPTIMIZERS: dict[str, Spec] = {
+    "adam": Spec(jadam.adam, ("b1", "b2", "eps"), {"bias_correction": True}, "Adam"),
+    "adamax": Spec(jadam.adamax, ("b1", "b2", "eps"), {}, "AdaMax"),
+    "adagrad": Spec(jadam.adagrad, ("initial_accumulator_value", "eps"), {}, "AdaGrad"),
+    "rmsprop": Spec(jadam.rmsprop, ("decay", "eps"), {}, "RMSProp"),
+    "sgd_nesterov": Spec(
+        jadam.sgd, ("momentum",), {"nesterov": True}, "SGDNesterov", {"momentum": 0.9}
+    ),
+    "adadelta": Spec(jadam.adadelta, ("rho", "eps"), {}, "AdaDelta"),
+}
+SCHEDULES = ("constant", "inverse_sqrt")
+
+
+def label(opt: Mapping[str, Any]) -> str:
+    """Display name of an optimizer entry, e.g. "Adam" or "Adam (no bias correction)"."""
+    text = OPTIMIZERS[opt["name"]].label
+    if dict(opt.get("hparams") or {}).get("bias_correction") is False:
+        text += " (no bias correction)"
+    return text
+
+
+def _hparams(opt: Mapping[str, Any], where: str) -> tuple[Spec, dict[str, Any], dict[str, Any]]:
+    name = opt.get("name")
+    if name not in OPTIMIZERS:
+        raise ValueError(
+            f"{where}.name: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}"
+        )
+    spec = OPTIMIZERS[name]
+    schedule = opt.get("schedule", "constant")
+    if schedule not in SCHEDULES:
+        raise ValueError(
+            f"{where}.schedule: unknown schedule {schedule!r}; expected one of {SCHEDULES}"
+        )
+    lr = opt.get("learning_rate")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"{where}.learning_rate: expected a positive number, found {lr!r}")
+    given = dict(opt.get("hparams") or {})
+    allowed = set(spec.numeric) | set(spec.static)
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{where}.hparams: {unknown} not accepted by {name!r}; "
+            f"expected a subset of {sorted(allowed)}"
+        )
+    numeric = {**spec.defaults, **{k: v for k, v in given.items() if k in spec.numeric}}
+    static = {**spec.static, **{k: v for k, v in given.items() if k in spec.static}}
+    for key, value in static.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}.hparams.{key}: expected True or False, found {value!r}")
+    return spec, numeric, static
+
+
+def signature(opt: Mapping[str, Any]) -> tuple:
+    """What must match for two optimizer entries to share a compiled train step."""
+    spec, _, static = _hparams(opt, "optimizer")
+    schedule = opt.get("schedule", "constant")
+    alpha = opt["learning_rate"] if schedule != "constant" else None
+    return (opt["name"], schedule, alpha, tuple(sorted(static.items())), spec.numeric)
+
+
+def build(opt: Mapping[str, Any], where: str = "optimizer") -> optax.GradientTransformation:
+    """Builds the optimizer described by a config entry.
+
+    Args:
+      opt: mapping with ``name`` (one of :data:`OPTIMIZERS`), ``learning_rate`` (α > 0),
+        optional ``schedule`` ("constant" | "inverse_sqrt") and ``hparams``.
+      where: the entry's position in the config, used in error messages.
+
+    Raises:
+      ValueError: unknown name/schedule/hyperparameter, or a value jadam rejects; the message
+        names the config field.
+
+    Example:
+      >>> tx = build({"name": "adam", "learning_rate": 1e-3, "schedule": "inverse_sqrt"})
+      >>> build({"name": "adamm", "learning_rate": 1e-3})
+      Traceback (most recent call last):
+      ...
+      ValueError: optimizer.name: unknown optimizer 'adamm'; expected one of [...]
+    """
+    spec, numeric, static = _hparams(opt, where)
+    alpha = float(opt["learning_rate"])
+    try:  # Eager validation by jadam itself (Python numbers), with the config field in the message.
+        spec.factory(alpha, **numeric, **static)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{where}.hparams: {error}") from None
+    learning_rate = (
+        jadam.inverse_sqrt_schedule(alpha) if opt.get("schedule") == "inverse_sqrt" else alpha
+    )
+    injected = optax.inject_hyperparams(spec.factory, static_args=tuple(static))
+    return injected(learning_rate=learning_rate, **numeric, **static)

@@ -1,0 +1,587 @@
+"""Training loop for the paper's experiments: ``train_and_evaluate(config, workdir)``.
+
+A *figure* config (``configs/fig*.py``) names a data set, a model and a set of *runs* (one
+optimizer each, plus per-run model settings such as dropout). Every run starts from the same
+initial parameters and sees the same mini-batches, so the curves differ only by optimizer. A
+*paper* config (``configs/paper.py``) holds several figure configs under ``figures`` and runs
+each into ``workdir/<figure>``.
+
+Per step: a mini-batch is gathered on the device from a per-epoch permutation, the loss and its
+gradient are computed, and the jadam optimizer is applied. ``log_every`` steps are fused into one
+jitted ``lax.scan`` whose train state is donated. After each chunk a point is logged (mean
+training loss over the chunk, and test metrics); every ``checkpoint_every`` steps the train state
+and the log so far are saved with orbax, so a restarted run continues where it stopped and
+writes the same ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+from tqdm.auto import tqdm
+
+from jadam.experiments import data as data_lib
+from jadam.experiments import models, optimizers, plots
+
+MODEL_KINDS = ("logreg", "mlp", "cnn", "vae")
+PLOT_KINDS = ("curves", "curves_zoom", "vae_grid")
+
+
+# ----------------------------------------------------------------------------- config checks
+def _require(condition: bool, field: str, expected: str, found: Any) -> None:
+    if not condition:
+        raise ValueError(f"config.{field}: expected {expected}, found {found!r}")
+
+
+def _positive_int(config: Mapping[str, Any], field: str) -> int:
+    value = config[field]
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        field,
+        "a positive integer",
+        value,
+    )
+    return value
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks a figure config; raises ``ValueError`` naming the field, found and expected values."""
+    figure = config.get("figure")
+    _require(isinstance(figure, str) and figure, "figure", "a figure name", figure)
+    _require(
+        config.get("dataset") in ("mnist", "imdb", "cifar10"),
+        "dataset",
+        "'mnist', 'imdb' or 'cifar10'",
+        config.get("dataset"),
+    )
+    _require(
+        config.model.get("kind") in MODEL_KINDS,
+        "model.kind",
+        f"one of {MODEL_KINDS}",
+        config.model.get("kind"),
+    )
+    _require(
+        config.plot.get("kind") in PLOT_KINDS,
+        "plot.kind",
+        f"one of {PLOT_KINDS}",
+        config.plot.get("kind"),
+    )
+    for field in ("batch_size", "num_epochs", "log_every", "eval_every", "checkpoint_every"):
+        _positive_int(config, field)
+    _require(
+        config.eval_every % config.log_every == 0,
+        "eval_every",
+        f"a multiple of log_every={config.log_every}",
+        config.eval_every,
+    )
+    per_call = config.get("steps_per_call", 0)
+    _require(
+        isinstance(per_call, int)
+        and per_call >= 0
+        and (per_call == 0 or config.log_every % per_call == 0),
+        "steps_per_call",
+        f"0 (= log_every) or a divisor of log_every={config.log_every}",
+        per_call,
+    )
+    _require(
+        config.checkpoint_every % config.log_every == 0,
+        "checkpoint_every",
+        f"a multiple of log_every={config.log_every}",
+        config.checkpoint_every,
+    )
+    _require(isinstance(config.seed, int), "seed", "an integer", config.seed)
+    _require(
+        isinstance(config.num_train, int) and config.num_train >= 0,
+        "num_train",
+        "an integer ≥ 0 (0: all)",
+        config.num_train,
+    )
+    _require(
+        isinstance(config.get("data_dir") or "", str),
+        "data_dir",
+        "a directory path or ''",
+        config.get("data_dir"),
+    )
+    _require(len(config.runs) > 0, "runs", "at least one run", dict(config.runs))
+    for run_id, run in config.runs.items():
+        optimizers.build(run.optimizer, where=f"config.runs.{run_id}.optimizer")
+        for key in run.get("model", {}):
+            _require(
+                key in config.model,
+                f"runs.{run_id}.model.{key}",
+                f"one of {sorted(config.model)}",
+                key,
+            )
+    for key in ("dropout_rate", "input_dropout", "hidden_dropout"):
+        value = config.model.get(key, 0.0)
+        _require(0.0 <= value < 1.0, f"model.{key}", "a rate in [0, 1)", value)
+
+
+# ----------------------------------------------------------------------------- data and models
+def _prepare_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+    dataset = data_lib.load_dataset(
+        config.dataset, config.get("data_dir") or None, seed=config.seed
+    )
+    if config.num_train:
+        if config.num_train > len(dataset.train_y):
+            raise ValueError(
+                f"config.num_train: expected at most {len(dataset.train_y)} (the training set "
+                f"size), found {config.num_train}"
+            )
+        dataset = _subset(dataset, config.num_train, config.get("num_test", 0))
+    if config.batch_size > len(dataset.train_y):
+        raise ValueError(
+            f"config.batch_size: expected at most {len(dataset.train_y)} (the training set "
+            f"size), found {config.batch_size}"
+        )
+    return dataset
+
+
+def _subset(dataset: data_lib.Dataset, num_train: int, num_test: int) -> data_lib.Dataset:
+    import dataclasses
+
+    num_test = num_test or len(dataset.test_y)
+    return dataclasses.replace(
+        dataset,
+        train_x=dataset.train_x[:num_train],
+        train_y=dataset.train_y[:num_train],
+        test_x=dataset.test_x[:num_test],
+        test_y=dataset.test_y[:num_test],
+    )
+
+
+def build_model(
+    model_config: Mapping[str, Any], dataset: data_lib.Dataset, seed: int
+) -> nnx.Module:
+    """The model named by ``model_config.kind``, sized for ``dataset``, initialised by ``seed``."""
+    rngs = nnx.Rngs(params=seed)
+    in_features = int(np.prod(dataset.train_x.shape[1:]))
+    kind = model_config["kind"]
+    if kind == "logreg":
+        return models.LogisticRegression(
+            in_features, dataset.num_classes, input_dropout=model_config["input_dropout"], rngs=rngs
+        )
+    if kind == "mlp":
+        return models.MLP(
+            in_features,
+            tuple(model_config["hidden"]),
+            dataset.num_classes,
+            input_dropout=model_config["input_dropout"],
+            hidden_dropout=model_config["hidden_dropout"],
+            rngs=rngs,
+        )
+    if kind == "cnn":
+        return models.CNN(
+            dataset.train_x.shape[-1],
+            tuple(model_config["channels"]),
+            model_config["hidden"],
+            dataset.num_classes,
+            input_dropout=model_config["input_dropout"],
+            hidden_dropout=model_config["hidden_dropout"],
+            image_size=dataset.train_x.shape[1],
+            rngs=rngs,
+        )
+    return models.VAE(in_features, model_config["hidden"], model_config["latent"], rngs=rngs)
+
+
+def _loss_fn(kind: str) -> Callable:
+    """(model, x, y, rngs) → (mean loss, per-example aux); ``rngs=None`` means evaluation."""
+    if kind == "vae":
+
+        def vae_loss(model, x, y, rngs):
+            del y
+            per_example = model(x, rngs)
+            return per_example.mean(), per_example
+
+        return vae_loss
+
+    def classification_loss(model, x, y, rngs):
+        logits = model(x, rngs)
+        per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        return per_example.mean(), (per_example, jnp.argmax(logits, -1) == y)
+
+    return classification_loss
+
+
+# ----------------------------------------------------------------------------- compiled steps
+def make_train_chunk(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    kind: str,
+    *,
+    batch_size: int,
+    num_examples: int,
+    chunk: int,
+) -> Callable:
+    """Jitted ``(state, start_step, x, y, key) → (state, mean loss)`` running ``chunk`` steps.
+
+    ``state = (params, opt_state)`` is donated. Step t uses the mini-batch at position
+    t mod (n // batch) of the permutation for epoch t // (n // batch), and dropout/noise keys
+    folded from t, so any chunk of steps is reproducible on its own (which makes resuming exact).
+    ``chunk == 1`` compiles a single step without ``lax.scan``: XLA's CPU convolutions ran
+    several times slower inside a loop, so the CNN config takes one step per call.
+    """
+    steps_per_epoch = num_examples // batch_size
+    loss_fn = _loss_fn(kind)
+
+    def train_step(state, step, x, y, key):
+        params, opt_state = state
+        data_key, noise_key = jax.random.split(key)
+        permutation = jax.random.permutation(
+            jax.random.fold_in(data_key, step // steps_per_epoch), num_examples
+        )
+        index = jax.lax.dynamic_slice_in_dim(
+            permutation, (step % steps_per_epoch) * batch_size, batch_size
+        )
+        step_key = jax.random.fold_in(noise_key, step)
+
+        def loss(p):
+            rngs = nnx.Rngs(
+                dropout=jax.random.fold_in(step_key, 0), noise=jax.random.fold_in(step_key, 1)
+            )
+            return loss_fn(nnx.merge(graphdef, p), x[index], y[index], rngs)[0]
+
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def train_chunk(state, start, x, y, key):
+        if chunk == 1:
+            return train_step(state, start, x, y, key)
+
+        def body(state, offset):
+            return train_step(state, start + offset, x, y, key)
+
+        state, losses = jax.lax.scan(body, state, jnp.arange(chunk))
+        return state, losses.mean()
+
+    return train_chunk
+
+
+def make_evaluate(graphdef: nnx.GraphDef, kind: str) -> Callable:
+    """Jitted ``(params, x, y, mask) → (sum of losses, number correct)`` over one padded batch."""
+    loss_fn = _loss_fn(kind)
+
+    @jax.jit
+    def evaluate(params, x, y, mask):
+        _, aux = loss_fn(nnx.merge(graphdef, params), x, y, None)
+        if kind == "vae":
+            return jnp.sum(aux * mask), jnp.zeros(())
+        per_example, correct = aux
+        return jnp.sum(per_example * mask), jnp.sum(correct * mask)
+
+    return evaluate
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _save(manager: ocp.CheckpointManager, step: int, state: Any, log: dict) -> None:
+    """Saves the train state and the run's log so far (blocking, so a crash right after is safe)."""
+    manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), log=ocp.args.JsonSave(log)),
+        force=True,
+    )
+    manager.wait_until_finished()
+
+
+def _restore(manager: ocp.CheckpointManager, state: Any) -> tuple[Any, dict] | None:
+    step = manager.latest_step()
+    if step is None:
+        return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), log=ocp.args.JsonRestore()
+        ),
+    )
+    return restored.state, dict(restored.log)
+
+
+def _config_fingerprint(config: ml_collections.ConfigDict) -> str:
+    return hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Refuses to resume in a workdir written by a different config (the results would mix)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stamp = workdir / "config.json"
+    fingerprint = _config_fingerprint(config)
+    if stamp.exists():
+        previous = json.loads(stamp.read_text()).get("fingerprint")
+        if previous != fingerprint:
+            raise ValueError(
+                f"workdir {str(workdir)!r} holds results of a different config "
+                f"(fingerprint {previous}, "
+                f"this config {fingerprint}); use a new --workdir or delete the old one"
+            )
+    else:
+        stamp.write_text(
+            json.dumps(
+                {"fingerprint": fingerprint, "config": json.loads(config.to_json())}, indent=1
+            )
+        )
+
+
+# ----------------------------------------------------------------------------- one figure
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[dict]:
+    """Trains every run of one figure config; writes metrics.jsonl, summary.json and the PNG.
+
+    Returns:
+      The summary rows, one per run.
+    """
+    validate(config)
+    workdir = Path(workdir)
+    _check_workdir(config, workdir)
+    dataset = _prepare_data(config)
+    kind = config.model.kind
+    x_train, y_train = jnp.asarray(dataset.train_x), jnp.asarray(dataset.train_y)
+    eval_batch = min(config.get("eval_batch_size", 1000), len(dataset.test_y))
+    num_eval_batches = -(-len(dataset.test_y) // eval_batch)
+    pad = num_eval_batches * eval_batch - len(dataset.test_y)
+    test_x = np.concatenate(
+        [dataset.test_x, np.zeros((pad, *dataset.test_x.shape[1:]), dataset.test_x.dtype)]
+    )
+    test_y = np.concatenate([dataset.test_y, np.zeros(pad, dataset.test_y.dtype)])
+    test_mask = np.concatenate(
+        [np.ones(len(dataset.test_y), np.float32), np.zeros(pad, np.float32)]
+    )
+    test_batches = [
+        (
+            jnp.asarray(test_x[i : i + eval_batch]),
+            jnp.asarray(test_y[i : i + eval_batch]),
+            jnp.asarray(test_mask[i : i + eval_batch]),
+        )
+        for i in range(0, len(test_y), eval_batch)
+    ]
+
+    steps_per_epoch = len(dataset.train_y) // config.batch_size
+    steps_per_call = config.get("steps_per_call", 0) or config.log_every
+    num_steps = -(-config.num_epochs * steps_per_epoch // config.log_every) * config.log_every
+    key = jax.random.key(config.seed)
+    metrics_path = workdir / "metrics.jsonl"
+    metrics_path.write_text(
+        ""
+    )  # Rewritten from the restored logs below, so a resume repeats nothing.
+    compiled: dict[tuple, tuple[Callable, Callable]] = {}
+    summary = []
+    run_ids = list(config.runs)
+    progress = tqdm(
+        total=num_steps * len(run_ids),
+        desc=config.figure,
+        disable=not config.get("progress", True),
+        dynamic_ncols=True,
+        leave=True,
+    )
+
+    for run_id in run_ids:
+        run = config.runs[run_id]
+        model_config = {
+            **config.model.to_dict(),
+            **run.get("model", ml_collections.ConfigDict()).to_dict(),
+        }
+        model = build_model(model_config, dataset, config.seed)
+        graphdef, params = nnx.split(model)
+        tx = optimizers.build(run.optimizer, where=f"config.runs.{run_id}.optimizer")
+        state = (params, tx.init(params))
+        cache_key = (graphdef, optimizers.signature(run.optimizer))
+        if cache_key not in compiled:
+            compiled[cache_key] = (
+                make_train_chunk(
+                    graphdef,
+                    tx,
+                    kind,
+                    batch_size=config.batch_size,
+                    num_examples=len(dataset.train_y),
+                    chunk=steps_per_call,
+                ),
+                make_evaluate(graphdef, kind),
+            )
+        train_chunk, evaluate = compiled[cache_key]
+        base = {
+            "figure": config.figure,
+            "run": run_id,
+            "optimizer": optimizers.label(run.optimizer),
+            "setting": run.get("setting", ""),
+            "data": dataset.label,
+        }
+
+        done_path = workdir / "runs" / f"{run_id}.json"
+        manager = ocp.CheckpointManager(
+            (workdir / "checkpoints" / run_id).absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+        )
+        log = {"records": [], "wall_time_s": 0.0, "diverged": False, "step": 0}
+        if done_path.exists():
+            log = json.loads(done_path.read_text())
+        else:
+            restored = _restore(manager, state)
+            if restored is not None:
+                state, log = restored
+        with metrics_path.open("a") as out:
+            out.writelines(json.dumps(r) + "\n" for r in log["records"])
+        progress.update(log["step"] if not log.get("finished") else num_steps)
+
+        start_time = time.perf_counter()
+        session_steps = 0
+        while not log.get("finished"):
+            step = log["step"]
+            if step >= num_steps or log["diverged"]:
+                log["finished"] = True
+                log["wall_time_s"] += time.perf_counter() - start_time
+                start_time = time.perf_counter()
+                _save(manager, step, state, log)
+                break
+            losses = []
+            for offset in range(0, config.log_every, steps_per_call):
+                state, loss = train_chunk(
+                    state, jnp.asarray(step + offset, jnp.int32), x_train, y_train, key
+                )
+                losses.append(loss)
+            loss = (
+                float(np.mean(np.asarray(losses, np.float64)))
+                if len(losses) > 1
+                else float(losses[0])
+            )
+            step += config.log_every
+            session_steps += config.log_every
+            record = {
+                **base,
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 6),
+                "train_loss": _finite(loss),
+            }
+            if step % config.eval_every == 0 or step >= num_steps:
+                totals = [evaluate(state[0], bx, by, bm) for bx, by, bm in test_batches]
+                record["test_loss"] = _finite(
+                    sum(float(t[0]) for t in totals) / len(dataset.test_y)
+                )
+                if kind != "vae":
+                    record["test_accuracy"] = round(
+                        sum(float(t[1]) for t in totals) / len(dataset.test_y), 6
+                    )
+            log["records"].append(record)
+            log["step"] = step
+            log["diverged"] = record["train_loss"] is None
+            with metrics_path.open("a") as out:
+                out.write(json.dumps(record) + "\n")
+            progress.update(config.log_every)
+            progress.set_postfix_str(f"{run_id} loss={loss:.4g}")
+            if step % config.checkpoint_every == 0 and step < num_steps and not log["diverged"]:
+                log["wall_time_s"] += time.perf_counter() - start_time
+                start_time = time.perf_counter()
+                _save(manager, step, state, log)
+        manager.close()
+        if not done_path.exists():  # Written last, atomically: the run's log, marking it complete.
+            done_path.parent.mkdir(exist_ok=True)
+            done_path.with_suffix(".tmp").write_text(json.dumps(log))
+            done_path.with_suffix(".tmp").replace(done_path)
+        summary.append(_summarise(base, log, session_steps))
+    progress.close()
+
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+    plots.plot_figure(
+        config,
+        [r for row in summary for r in _records(workdir / "runs" / f"{row['run']}.json")],
+        workdir / f"{config.figure}.png",
+    )
+    return summary
+
+
+def _records(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["records"]
+
+
+def _summarise(base: dict, log: dict, session_steps: int) -> dict:
+    losses = [r["train_loss"] for r in log["records"] if r["train_loss"] is not None]
+    last = log["records"][-1] if log["records"] else {}
+    wall = log["wall_time_s"]
+    return {
+        **base,
+        "final_train_loss": last.get("train_loss"),
+        "best_train_loss": min(losses) if losses else None,
+        "test_loss": last.get("test_loss"),
+        "test_accuracy": last.get("test_accuracy"),
+        "steps": log["step"],
+        "diverged": log["diverged"],
+        "wall_time_s": round(wall, 3),
+        "steps_per_second": round(log["step"] / wall, 2) if wall > 0 else None,
+    }
+
+
+def format_summary(rows: list[dict]) -> str:
+    """A plain-text table of summary rows (figure, run, final/best train loss, test metric)."""
+    header = (
+        f"{'figure':<26} {'run':<30} {'final loss':>11} {'best loss':>10} {'test acc':>8} "
+        f"{'steps':>6} {'steps/s':>8}"
+    )
+    lines = [header, "-" * len(header)]
+
+    def fmt(value, spec):
+        return "—" if value is None else format(value, spec)
+
+    for r in rows:
+        lines.append(
+            f"{r['figure']:<26} {r['run']:<30} {fmt(r['final_train_loss'], '11.4f')} "
+            f"{fmt(r['best_train_loss'], '10.4f')} {fmt(r['test_accuracy'], '8.3f')} "
+            f"{r['steps']:>6} {fmt(r['steps_per_second'], '8.1f')}"
+        )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- entry point
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[dict]:
+    """Runs a figure config, or every figure of a paper config (``config.figures``).
+
+    Writes ``workdir/metrics.jsonl``, ``workdir/summary.json`` and one PNG per figure (for a
+    paper config each figure also gets its own ``workdir/<figure>/`` with checkpoints), prints a
+    summary table, and returns the summary rows.
+    """
+    workdir = Path(workdir)
+    if "figures" not in config:
+        rows = run_figure(config, workdir)
+    else:
+        _require(
+            len(config.figures) > 0, "figures", "at least one figure config", dict(config.figures)
+        )
+        selected = config.get("only") or ""
+        names = [n.strip() for n in selected.split(",") if n.strip()] or list(config.figures)
+        unknown = [n for n in names if n not in config.figures]
+        _require(
+            not unknown, "only", f"comma-separated names from {sorted(config.figures)}", selected
+        )
+        rows = []
+        workdir.mkdir(parents=True, exist_ok=True)
+        with (workdir / "metrics.jsonl").open("w") as combined:
+            for name in names:
+                rows += run_figure(config.figures[name], workdir / name)
+                combined.write((workdir / name / "metrics.jsonl").read_text())
+                shutil.copy(
+                    workdir / name / f"{config.figures[name].figure}.png",
+                    workdir / f"{config.figures[name].figure}.png",
+                )
+        (workdir / "summary.json").write_text(json.dumps(rows, indent=1))
+    print(format_summary(rows), flush=True)
+    return rows

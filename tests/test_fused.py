@@ -1,0 +1,286 @@
+"""The fused kernel (``fused=True``) against the pure-JAX path it replaces.
+
+On a single leaf XLA compiles the pure path to the same operations as the kernel, so results
+are compared bit for bit. On trees with several leaves XLA's algebraic simplifier rewrites the
+pure path differently depending on the tree (for example m̂/(√v̂ + ε) with shared bias
+corrections becomes m/((1−β1^t)·(√v̂ + ε))), so there the moments are still compared bit for
+bit and the step to within a few float32 ulps of the update.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jadam
+from jadam import _fused
+
+pytestmark = pytest.mark.skipif(
+    not jadam.fused_kernel_available(),
+    reason="jadam's fused kernel is not built (no C++ compiler at install time)",
+)
+
+OPTIMIZERS = {
+    "adam": lambda fused: jadam.adam(1e-2, fused=fused),
+    "adam_eps0": lambda fused: jadam.adam(1e-2, eps=0.0, fused=fused),
+    "adam_eps_root": lambda fused: jadam.adam(1e-2, eps_root=1e-6, fused=fused),
+    "adam_no_bias_correction": lambda fused: jadam.adam(1e-2, bias_correction=False, fused=fused),
+    "adam_schedule": lambda fused: jadam.adam(optax.linear_schedule(1e-2, 1e-3, 5), fused=fused),
+    "adamw": lambda fused: jadam.adamw(1e-2, weight_decay=0.1, fused=fused),
+    "adamax": lambda fused: jadam.adamax(1e-2, fused=fused),
+    "adamax_eps0": lambda fused: jadam.adamax(1e-2, eps=0.0, fused=fused),
+}
+
+
+def _gradients(shapes, steps, seed=0):
+    """Dense, sparse and all-zero gradient coordinates, fixed seed."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(steps):
+        grads = []
+        for shape in shapes:
+            g = rng.standard_normal(shape).astype(np.float32) * 10.0 ** rng.integers(-3, 3)
+            g *= rng.random(shape) < (0.9 if t % 2 else 0.3)
+            g.reshape(-1)[:1] = 0.0  # a coordinate whose gradient is always 0
+            grads.append(jnp.asarray(g))
+        out.append(grads)
+    return out
+
+
+def _pure_step(tx):
+    def step(params, grads, state):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(step)
+
+
+def _assert_bitwise(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_single_leaf_apply_and_update_are_bitwise_pure(name):
+    fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
+    params = [jnp.asarray(np.linspace(-1, 1, 1000, dtype=np.float32))]
+    state = pure.init(params)
+    apply_fused = jax.jit(fused.apply_gradients)
+    update_fused, update_pure = jax.jit(fused.update), jax.jit(pure.update)
+    step_pure = _pure_step(pure)
+    for grads in _gradients([(1000,)], steps=6):
+        u_f, s_f = update_fused(grads, state, params)
+        u_p, s_p = update_pure(grads, state, params)
+        _assert_bitwise((u_f, s_f), (u_p, s_p))
+        p_f, s_f = apply_fused(params, grads, state)
+        params, state = step_pure(params, grads, state)
+        _assert_bitwise((p_f, s_f), (params, state))
+        chex.assert_trees_all_equal_structs(s_f, state)
+
+
+def _transformer_tree():
+    shapes = {
+        "embed": (64, 16),
+        "layers": [
+            {"w": (16, 48), "b": (48,), "scale": (16,), "empty": (0,)},
+            {"w": (48, 16), "b": (16,), "scale": (16,), "scalar": ()},
+        ],
+        "head": (16, 3),
+    }
+    leaves, treedef = jax.tree.flatten(shapes, is_leaf=lambda x: isinstance(x, tuple))
+    return leaves, treedef
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_tree_state_is_bitwise_and_step_within_ulps(name):
+    fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
+    shapes, treedef = _transformer_tree()
+    rng = np.random.default_rng(1)
+    params = treedef.unflatten([jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes])
+    state = pure.init(params)
+    apply_fused = jax.jit(fused.apply_gradients)
+    update_pure = jax.jit(pure.update)
+    step_pure = _pure_step(pure)
+    for grads in _gradients(shapes, steps=5):
+        grads = treedef.unflatten(grads)
+        p_f, s_f = apply_fused(params, grads, state)
+        u_p, _ = update_pure(grads, state, params)
+        params, state = step_pure(params, grads, state)
+        _assert_bitwise(s_f, state)
+        for x, y, u in zip(*(jax.tree.leaves(t) for t in (p_f, params, u_p)), strict=True):
+            x, y, u = (np.asarray(a, np.float64) for a in (x, y, u))
+            bound = np.spacing(np.abs(y).astype(np.float32)) + 4 * np.spacing(
+                np.abs(u).astype(np.float32)
+            )
+            assert np.all(np.abs(x - y) <= bound), (name, np.max(np.abs(x - y) / bound))
+
+
+def test_many_leaves_with_mask_span_several_kernel_calls():
+    n = 3 * _fused._LEAVES_PER_CALL + 5
+    params = {f"w{i:03d}": jnp.full((7,), 0.1 * i, jnp.float32) for i in range(n)}
+    mask = {k: i % 3 != 0 for i, k in enumerate(sorted(params))}
+    fused = jadam.adamw(1e-2, weight_decay=0.5, mask=mask, fused=True)
+    pure = jadam.adamw(1e-2, weight_decay=0.5, mask=mask)
+    grads = jax.tree.map(lambda p: jnp.sin(p * 3 + 1), params)
+    state = pure.init(params)
+    p_f, s_f = jax.jit(fused.apply_gradients)(params, grads, state)
+    p_p, s_p = _pure_step(pure)(params, grads, state)
+    _assert_bitwise(s_f, s_p)
+    chex.assert_trees_all_close(p_f, p_p, rtol=1e-6)
+    decayed = [k for k, m in mask.items() if m][1]
+    kept = [k for k, m in mask.items() if not m][1]
+    # the same gradient direction, different decay: the mask was honoured per leaf
+    assert not np.allclose(p_f[decayed] - params[decayed], p_f[kept] - params[kept])
+
+
+def test_in_place_on_donated_buffers():
+    fused = jadam.adam(1e-3, fused=True)
+    params = [jnp.ones(4096), jnp.ones((3, 5))]
+    grads = [jnp.full(4096, 0.5), jnp.full((3, 5), -0.5)]
+    state = fused.init(params)
+    step = jax.jit(fused.apply_gradients, donate_argnums=(0, 2))
+    hlo = step.lower(params, grads, state).compile().as_text()
+    assert "jadam_fused_adam" in hlo
+    assert " copy(" not in hlo  # outputs written into the donated inputs
+    new_params, new_state = step(params, grads, state)
+    assert params[0].is_deleted() and state[0].mu[0].is_deleted()
+    assert int(new_state[0].count) == 1 and float(new_params[0][0]) < 1.0
+
+
+def test_chain_with_optax_and_no_retrace():
+    traces = []
+    fused = optax.chain(optax.clip_by_global_norm(1.0), jadam.adam(1e-2, fused=True))
+    pure = optax.chain(optax.clip_by_global_norm(1.0), jadam.adam(1e-2))
+    params = {"a": jnp.linspace(0, 1, 10), "b": None, "c": jnp.ones((2, 2))}
+    grads = {"a": jnp.linspace(-3, 3, 10), "b": None, "c": jnp.full((2, 2), 2.0)}
+
+    @jax.jit
+    def update(grads, state, params):
+        traces.append(1)
+        return fused.update(grads, state, params)
+
+    state_f = state_p = fused.init(params)
+    for _ in range(3):
+        u_f, state_f = update(grads, state_f, params)
+        u_p, state_p = jax.jit(pure.update)(grads, state_p, params)
+        chex.assert_trees_all_close(u_f, u_p, rtol=1e-6)
+    _assert_bitwise(state_f, state_p)
+    assert len(traces) == 1 and u_f["b"] is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda fused: jadam.adam(1e-2, mu_dtype=jnp.bfloat16, fused=fused),
+        lambda fused: jadam.adam(1e-2, nesterov=True, fused=fused),
+        lambda fused: jadam.adamw(1e-2, weight_decay=lambda count: 0.1, fused=fused),
+    ],
+    ids=["mu_dtype", "nesterov", "weight_decay_schedule"],
+)
+def test_options_outside_the_kernel_fall_back_to_pure(make):
+    params = jnp.linspace(-1, 1, 8)
+    grads = jnp.linspace(2, -2, 8)
+    fused, pure = make(True), make(False)
+    state = pure.init(params)
+    _assert_bitwise(
+        jax.jit(fused.update)(grads, state, params), jax.jit(pure.update)(grads, state, params)
+    )
+    _assert_bitwise(
+        fused.apply_gradients(params, grads, state), _pure_step(pure)(params, grads, state)
+    )
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_other_dtypes_fall_back_to_pure(dtype):
+    params = jnp.linspace(-1, 1, 8, dtype=dtype)
+    grads = jnp.linspace(2, -2, 8, dtype=dtype)
+    fused, pure = jadam.adam(1e-2, fused=True), jadam.adam(1e-2)
+    state = pure.init(params)
+    hlo = jax.jit(fused.apply_gradients).lower(params, grads, state).as_text()
+    assert "jadam_fused_adam" not in hlo
+    _assert_bitwise(
+        jax.jit(fused.apply_gradients)(params, grads, state), _pure_step(pure)(params, grads, state)
+    )
+
+
+def test_vmap_and_grad_use_the_pure_rules():
+    fused, pure = jadam.adam(1e-2, fused=True), jadam.adam(1e-2)
+    params = jnp.stack([jnp.linspace(-1, 1, 6), jnp.linspace(1, 2, 6)])
+    grads = jnp.stack([jnp.linspace(2, -2, 6), jnp.linspace(-1, 0.5, 6)])
+    state = jax.vmap(pure.init)(params)
+    out_f = jax.vmap(fused.apply_gradients)(params, grads, state)
+    out_p = jax.vmap(_pure_step(pure))(params, grads, state)
+    chex.assert_trees_all_close(out_f, out_p, rtol=1e-6)
+
+    # d(Σθ_new²)/dg through a second optimizer step (after the first, m and v are non-zero)
+    _, state1 = pure.update(grads[1], pure.init(params[0]), params[0])
+
+    def loss(step, grads):
+        new, _ = step(params[0], grads, state1)
+        return jnp.sum(new**2)
+
+    d_f = jax.grad(loss, argnums=1)(fused.apply_gradients, grads[0])
+    d_p = jax.grad(loss, argnums=1)(_pure_step(pure), grads[0])
+    chex.assert_trees_all_close(d_f, d_p, rtol=1e-5)
+    assert np.max(np.abs(d_p)) > 1e-4  # a meaningful derivative, not rounding noise
+    assert np.all(np.isfinite(d_f))
+
+
+def test_non_finite_gradients_propagate_like_pure():
+    params = jnp.linspace(-1, 1, 6)
+    grads = jnp.array([1.0, jnp.nan, jnp.inf, -jnp.inf, 0.0, 2.0])
+    for make in (lambda f: jadam.adam(1e-2, fused=f), lambda f: jadam.adamax(1e-2, fused=f)):
+        fused, pure = make(True), make(False)
+        state = pure.init(params)
+        out_f = jax.jit(fused.apply_gradients)(params, grads, state)
+        out_p = _pure_step(pure)(params, grads, state)
+        for x, y in zip(jax.tree.leaves(out_f), jax.tree.leaves(out_p), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_fused_train_step_trains():
+    tx = jadam.adam(0.1, fused=True)
+    step = jadam.fused_train_step(tx, lambda p, x: jnp.sum((p["w"] - x) ** 2))
+    params = {"w": jnp.zeros(3)}
+    state = tx.init(params)
+    target = jnp.array([1.0, -2.0, 0.5])
+    for _ in range(200):
+        params, state, loss = step(params, state, target)
+    assert float(loss) < 1e-3
+
+
+def test_sharded_arrays_fall_back_in_a_multi_device_process():
+    code = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np, optax, jadam
+        from jax.sharding import NamedSharding, PartitionSpec
+        sharding = NamedSharding(jax.make_mesh((8,), ("d",)), PartitionSpec("d"))
+        params = jax.device_put(jnp.linspace(-1, 1, 64), sharding)
+        grads = jax.device_put(jnp.linspace(3, -3, 64), sharding)
+        fused, pure = jadam.adam(1e-2, fused=True), jadam.adam(1e-2)
+        state = fused.init(params)
+        step = jax.jit(fused.apply_gradients)
+        assert "jadam_fused_adam" not in step.lower(params, grads, state).as_text()
+        new, _ = step(params, grads, state)
+        def pure_step(params, grads, state):
+            updates, state = pure.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+        expected, _ = jax.jit(pure_step)(params, grads, state)
+        np.testing.assert_array_equal(new, expected)
+        assert new.sharding.is_equivalent_to(sharding, 1)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
