@@ -26,15 +26,19 @@ from jadam._baselines import sgd as sgd
 from jadam._fused import FusedTransformation as FusedTransformation
 from jadam._fused import fused_train_step as fused_train_step
 from jadam._fused import kernel_available as fused_kernel_available
+from jadam._precision import StochasticRounding as StochasticRounding
 from jadam._primitives import bias_correction as bias_correction
 from jadam._primitives import update_first_moment as update_first_moment
 from jadam._primitives import update_infinity_norm as update_infinity_norm
 from jadam._primitives import update_second_moment as update_second_moment
+from jadam._quantization import Blockwise8bit as Blockwise8bit
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
+from jadam._state_size import state_nbytes as state_nbytes
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Blockwise8bit",
     "FusedTransformation",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
@@ -43,6 +47,7 @@ __all__ = [
     "ScaleByAmsgradState",
     "ScaleByMomentumState",
     "ScaleByRmsState",
+    "StochasticRounding",
     "adadelta",
     "adagrad",
     "adam",
@@ -63,6 +68,7 @@ __all__ = [
     "scale_by_momentum",
     "scale_by_rms",
     "sgd",
+    "state_nbytes",
     "update_first_moment",
     "update_infinity_norm",
     "update_second_moment",

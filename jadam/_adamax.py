@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jadam import _primitives as P
+from jadam import _storage as S
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
 from jadam._fused import fused_adamax
@@ -23,7 +24,13 @@ class ScaleByAdamaxState(NamedTuple):
 
 
 def scale_by_adamax(
-    b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
 ) -> optax.GradientTransformation:
     """Scales gradients by AdaMax's m̂_t / u_t (Algorithm 2, lines 6-11).
 
@@ -33,6 +40,11 @@ def scale_by_adamax(
       b1: β1 ∈ [0, 1).
       b2: β2 ∈ [0, 1).
       eps: ε ≥ 0, added to u_t outside the max; 0 gives Algorithm 2 exactly.
+      mu_dtype: storage dtype of m_t (None: the parameter's dtype), rounded to nearest.
+      nu_dtype: storage dtype of u_t (None: the parameter's dtype), rounded to nearest.
+      state_precision: None, ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"8bit"`` or a
+        :class:`jadam.StochasticRounding` / :class:`jadam.Blockwise8bit`; see
+        :func:`jadam.scale_by_adam`. The arithmetic is float32 in every case.
 
     Note: the paper has no ε; optax and torch put it inside the max, u_t = max(β2·u_{t−1},
     |g_t| + ε). jadam keeps the paper's u_t in the state and adds ε only to the divisor, so with
@@ -48,23 +60,42 @@ def scale_by_adamax(
     V.check_range("b1", b1, 0.0, 1.0)
     V.check_range("b2", b2, 0.0, 1.0)
     V.check_non_negative("eps", eps)
+    storage, mu_dtype, nu_dtype = S.resolve(state_precision, mu_dtype, nu_dtype)
 
     def init_fn(params):
+        if storage is not None:
+            S.check_real(params, state_precision)
+            return ScaleByAdamaxState(
+                count=jnp.zeros([], jnp.int32),
+                mu=storage.init(params, signed=True),
+                nu=storage.init(params, signed=False),
+            )
         return ScaleByAdamaxState(
             count=jnp.zeros([], jnp.int32),
-            mu=P.zeros_like(params),
-            nu=P.zeros_like(params, real=True),
+            mu=P.zeros_like(params, mu_dtype),
+            nu=P.zeros_like(params, nu_dtype, real=True),
         )
 
     def update_fn(updates, state, params=None):
         del params
-        V.check_tree_matches(updates, state.mu)
         count = P.increment(state.count)
-        mu = P.update_first_moment(updates, state.mu, b1)
-        nu = P.update_infinity_norm(updates, state.nu, b2)
+        if storage is None:
+            V.check_tree_matches(updates, state.mu)
+            mu = P.update_first_moment(updates, state.mu, b1)
+            nu = P.update_infinity_norm(updates, state.nu, b2)
+            stored_mu, stored_nu = mu, nu
+        else:
+            S.check_tree_matches(updates, state.mu)
+            mu = P.update_first_moment(updates, storage.decode(state.mu, updates, signed=True), b1)
+            nu = P.update_infinity_norm(
+                updates, storage.decode(state.nu, updates, signed=False), b2
+            )
+            stored_mu = storage.encode(mu, signed=True, count=count, stream=0)
+            stored_nu = storage.encode(nu, signed=False, count=count, stream=1)
         mu_hat = P.bias_correction(mu, b1, count)
-        direction = P.normalize(mu_hat, nu, eps, like=updates)
-        return direction, ScaleByAdamaxState(count=count, mu=mu, nu=nu)
+        scale = S.floor_denominator(nu, stored_nu, root=False)
+        direction = P.normalize(mu_hat, scale, eps, like=updates)
+        return direction, ScaleByAdamaxState(count=count, mu=stored_mu, nu=stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -76,6 +107,9 @@ def adamax(
     eps: Any = 1e-8,
     *,
     fused: bool = False,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     """AdaMax, Algorithm 2: θ_t = θ_{t−1} − (α/(1−β1^t))·m_t/(u_t + ε); paper default α = 0.002.
 
@@ -86,5 +120,11 @@ def adamax(
       >>> updates
       Array([-0.002], dtype=float32)
     """
-    tx = with_learning_rate(learning_rate, scale_by_adamax(b1, b2, eps))
-    return fused_adamax(tx, learning_rate, b1, b2, eps) if fused else tx
+    scaling = scale_by_adamax(
+        b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype, state_precision=state_precision
+    )
+    tx = with_learning_rate(learning_rate, scaling)
+    if not fused:
+        return tx
+    custom_storage = (mu_dtype, nu_dtype, state_precision) != (None, None, None)
+    return fused_adamax(tx, learning_rate, b1, b2, eps, custom_storage=custom_storage)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jadam import _primitives as P
+from jadam import _storage as S
 from jadam import _validation as V
 from jadam._adam import validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
@@ -29,11 +30,19 @@ def scale_by_amsgrad(
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
+    *,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
 ) -> optax.GradientTransformation:
     """Scales gradients by m̂_t / (√v̂max_t + ε), v̂max_t = max(v̂max_{t−1}, v̂_t).
 
     m̂_t, v̂_t as in Algorithm 1 (lines 7-10); the running max of the bias-corrected v̂_t is
     optax's convention.
+
+    Args:
+      mu_dtype: storage dtype of m_t (None: the parameter's dtype), rounded to nearest.
+      nu_dtype: storage dtype of v_t and v̂max_t (None: the parameter's dtype).
+      state_precision: storage of all three moments, see :func:`jadam.scale_by_adam`.
 
     Note: torch (``amsgrad=True``) takes the max of the raw v_t and bias-corrects afterwards,
     which differs once 1−β2^t changes between steps; Reddi et al. use no bias correction.
@@ -46,27 +55,50 @@ def scale_by_amsgrad(
       Array([4.], dtype=float32)
     """
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    V.check_dtype("mu_dtype", mu_dtype)
+    storage, mu_dtype, nu_dtype = S.resolve(state_precision, mu_dtype, nu_dtype)
 
     def init_fn(params):
+        if storage is not None:
+            S.check_real(params, state_precision)
+            return ScaleByAmsgradState(
+                count=jnp.zeros([], jnp.int32),
+                mu=storage.init(params, signed=True),
+                nu=storage.init(params, signed=False),
+                nu_max=storage.init(params, signed=False),
+            )
         return ScaleByAmsgradState(
             count=jnp.zeros([], jnp.int32),
             mu=P.zeros_like(params, mu_dtype),
-            nu=P.zeros_like(params, real=True),
-            nu_max=P.zeros_like(params, real=True),
+            nu=P.zeros_like(params, nu_dtype, real=True),
+            nu_max=P.zeros_like(params, nu_dtype, real=True),
         )
 
     def update_fn(updates, state, params=None):
         del params
-        V.check_tree_matches(updates, state.mu)
         count = P.increment(state.count)
-        mu = P.update_first_moment(updates, state.mu, b1)
-        nu = P.update_second_moment(updates, state.nu, b2)
+        if storage is None:
+            V.check_tree_matches(updates, state.mu)
+            mu, nu, nu_max = state.mu, state.nu, state.nu_max
+        else:
+            S.check_tree_matches(updates, state.mu)
+            mu = storage.decode(state.mu, updates, signed=True)
+            nu = storage.decode(state.nu, updates, signed=False)
+            nu_max = storage.decode(state.nu_max, updates, signed=False)
+        mu = P.update_first_moment(updates, mu, b1)
+        nu = P.update_second_moment(updates, nu, b2)
         nu_hat = P.bias_correction(nu, b2, count)
-        nu_max = jax.tree.map(lambda m, v: jnp.maximum(m, v).astype(m.dtype), state.nu_max, nu_hat)
+        nu_max = jax.tree.map(lambda m, v: P.to_storage(jnp.maximum(m, v), m.dtype), nu_max, nu_hat)
         mu_hat = P.bias_correction(mu, b1, count)
-        direction = P.normalize(mu_hat, P.sqrt(nu_max, eps_root), eps, like=updates)
-        return direction, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
+        if storage is None:
+            stored = (mu, nu, nu_max)
+        else:
+            stored = tuple(
+                storage.encode(x, signed=i == 0, count=count, stream=i)
+                for i, x in enumerate((mu, nu, nu_max))
+            )
+        scale = S.floor_denominator(P.sqrt(nu_max, eps_root), stored[2])
+        direction = P.normalize(mu_hat, scale, eps, like=updates)
+        return direction, ScaleByAmsgradState(count, *stored)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -78,6 +110,9 @@ def amsgrad(
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
+    *,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     """AMSGrad: θ_t = θ_{t−1} − α·m̂_t/(√v̂max_t + ε). See :func:`scale_by_amsgrad`.
 
@@ -86,4 +121,7 @@ def amsgrad(
       >>> tx = amsgrad(1e-3)
       >>> state = tx.init({"w": jnp.zeros(2)})
     """
-    return with_learning_rate(learning_rate, scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype))
+    scaling = scale_by_amsgrad(
+        b1, b2, eps, eps_root, mu_dtype, nu_dtype=nu_dtype, state_precision=state_precision
+    )
+    return with_learning_rate(learning_rate, scaling)

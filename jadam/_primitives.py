@@ -22,6 +22,14 @@ def _compute_dtype(dtype: Any) -> Any:
     return jnp.promote_types(dtype, jnp.float32)
 
 
+def to_storage(x: jax.Array, dtype: Any) -> jax.Array:
+    """Casts a computed moment back to its storage dtype; float16 saturates at ±65504, not Inf."""
+    if dtype == jnp.float16:
+        largest = float(jnp.finfo(jnp.float16).max)
+        x = jnp.clip(x, -largest, largest)
+    return x.astype(dtype)
+
+
 def upcast(tree: Any) -> Any:
     """Each leaf in its compute dtype (at least float32), so that ε never underflows."""
     return _tree_map(lambda x: x.astype(_compute_dtype(x.dtype)), tree)
@@ -51,7 +59,7 @@ def update_first_moment(updates: Any, mu: Any, decay: Any) -> Any:
     def leaf(g, m):
         dtype = _compute_dtype(m.dtype)
         new = decay * m.astype(dtype) + (1 - decay) * g.astype(dtype)
-        return new.astype(m.dtype)
+        return to_storage(new, m.dtype)
 
     return _tree_map(lambda g, m: leaf(g, m), updates, mu)
 
@@ -69,7 +77,7 @@ def update_second_moment(updates: Any, nu: Any, decay: Any) -> Any:
     def leaf(g, v):
         dtype = _compute_dtype(v.dtype)
         new = decay * v.astype(dtype) + (1 - decay) * abs_sq(g.astype(_compute_dtype(g.dtype)))
-        return new.astype(v.dtype)
+        return to_storage(new, v.dtype)
 
     return _tree_map(leaf, updates, nu)
 
@@ -87,7 +95,7 @@ def update_infinity_norm(updates: Any, nu: Any, decay: Any) -> Any:
     def leaf(g, u):
         dtype = _compute_dtype(u.dtype)
         new = jnp.maximum(decay * u.astype(dtype), jnp.abs(g.astype(_compute_dtype(g.dtype))))
-        return new.astype(u.dtype)
+        return to_storage(new, u.dtype)
 
     return _tree_map(leaf, updates, nu)
 

@@ -25,7 +25,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-
 COLORS = {
     "Adam": "tab:red",
     "AdaMax": "tab:orange",

@@ -1,0 +1,123 @@
+"""How moments are stored between steps: the ``state_precision`` switch of the Adam family.
+
+Every storage computes in float32: it *decodes* the stored moments to float32, the transform
+updates them with the primitives of :mod:`jadam._primitives`, and it *encodes* the float32
+results for the next step. The step direction uses the float32 results, not their stored form.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jadam import _validation as V
+from jadam._precision import StochasticRounding
+from jadam._quantization import Blockwise8bit, code_values, is_quantized, unpack
+
+STATE_PRECISIONS = ("float32", "bfloat16", "float16", "8bit")
+
+
+class MomentStorage(Protocol):
+    """What a ``state_precision`` object provides (see StochasticRounding, Blockwise8bit)."""
+
+    def init(self, params: Any, *, signed: bool) -> Any: ...
+
+    def decode(self, stored: Any, updates: Any, *, signed: bool) -> Any: ...
+
+    def encode(self, values: Any, *, signed: bool, count: jax.Array, stream: int) -> Any: ...
+
+
+def resolve(state_precision: Any, mu_dtype: Any, nu_dtype: Any) -> tuple[Any, Any, Any]:
+    """Returns (storage or None, mu_dtype, nu_dtype) from the user's switches.
+
+    ``"float32"`` is plain float32 storage (mu_dtype = nu_dtype = float32); ``"bfloat16"`` and
+    ``"float16"`` are :class:`StochasticRounding`; ``"8bit"`` is :class:`Blockwise8bit`.
+    """
+    V.check_dtype("mu_dtype", mu_dtype)
+    V.check_dtype("nu_dtype", nu_dtype)
+    if state_precision is None:
+        return None, mu_dtype, nu_dtype
+    if mu_dtype is not None or nu_dtype is not None:
+        raise ValueError(
+            "give either state_precision or mu_dtype/nu_dtype, not both: got "
+            f"state_precision={state_precision!r}, mu_dtype={mu_dtype!r}, nu_dtype={nu_dtype!r}."
+        )
+    if isinstance(state_precision, (StochasticRounding, Blockwise8bit)):
+        return state_precision, None, None
+    if isinstance(state_precision, str) and state_precision in STATE_PRECISIONS:
+        if state_precision == "float32":
+            return None, jnp.float32, jnp.float32
+        if state_precision == "8bit":
+            return Blockwise8bit(), None, None
+        return StochasticRounding(jnp.dtype(state_precision)), None, None
+    raise ValueError(
+        f"state_precision must be None, one of {STATE_PRECISIONS}, a StochasticRounding or a "
+        f"Blockwise8bit, got {state_precision!r}."
+    )
+
+
+def check_real(params: Any, state_precision: Any) -> None:
+    """Raises ``TypeError`` if a parameter is complex (the storages hold real moments only)."""
+    for leaf in jax.tree.leaves(params):
+        if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
+            raise TypeError(
+                f"state_precision={state_precision!r} supports real parameters only, got a "
+                f"{leaf.dtype} leaf of shape {tuple(leaf.shape)}."
+            )
+
+
+def check_tree_matches(updates: Any, stored: Any) -> None:
+    """As :func:`jadam._validation.check_tree_matches`; packed 8-bit leaves are checked by size."""
+    is_none = lambda x: x is None  # noqa: E731
+    if jax.tree.structure(updates, is_leaf=is_none) != jax.tree.structure(stored, is_leaf=is_none):
+        V.check_tree_matches(updates, stored)  # raises, naming the differing leaves
+    for g, s in zip(
+        jax.tree.leaves(updates, is_leaf=is_none),
+        jax.tree.leaves(stored, is_leaf=is_none),
+        strict=True,
+    ):
+        if is_quantized(s):
+            blocks, row = s.shape
+            block_size = row - 4
+            if not (blocks - 1) * block_size < max(g.size, 1) <= blocks * block_size:
+                raise ValueError(
+                    f"gradient of shape {tuple(g.shape)} does not fit the 8-bit state of "
+                    f"{blocks} blocks of {block_size} values."
+                )
+        elif (g is None) != (s is None) or np.shape(g) != np.shape(s):
+            raise ValueError(
+                "gradient tree does not match the optimizer state: gradient leaf has shape "
+                f"{np.shape(g)}, state leaf has shape {np.shape(s)}."
+            )
+
+
+def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool = True) -> Any:
+    """Keeps the denominator s_t at or above what the stored second moment can resolve.
+
+    A float16 v_t below its smallest subnormal (6e-8), or an 8-bit v_t below the smallest code
+    times its block's absmax, reads back as 0; a small m̂_t would then be divided by ε alone (an
+    Inf in a float16 update, a huge step in 8 bits). So s_t ≥ √(resolution / d), with d = 1 − β2^t
+    the bias correction applied to v_t (1 without it); ``root=False`` (AdaMax's u_t) gives
+    s_t ≥ resolution. Leaves stored otherwise are returned unchanged.
+    """
+    tiny16 = float(jnp.finfo(jnp.float16).smallest_subnormal)
+    smallest_code = float(code_values(signed=False)[1])
+
+    def leaf(s, v):
+        if s is None:
+            return s
+        if is_quantized(v):
+            codes, scales = unpack(v)
+            per_value = jnp.broadcast_to(scales[:, None], codes.shape).reshape(-1)
+            resolution = smallest_code * per_value[: s.size].reshape(s.shape)
+        elif getattr(v, "dtype", None) == jnp.float16:
+            resolution = jnp.asarray(tiny16, jnp.float32)
+        else:
+            return s
+        floor = jnp.sqrt(resolution / divisor) if root else resolution
+        return jnp.maximum(s, floor.astype(s.dtype))
+
+    return jax.tree.map(leaf, scale, stored, is_leaf=lambda x: x is None)
