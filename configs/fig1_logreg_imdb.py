@@ -6,8 +6,10 @@ log-likelihood. Default here: a STAND-IN (5,000 training documents of Zipf-distr
 see ``jadam.experiments.data.zipf_bag_of_words``), because the IMDB data cannot be embedded.
 Real data: --config.data_dir=DIR containing aclImdb/{train,test}/labeledBow.feat.
 
-Learning rates: best final training loss of a grid α ∈ {1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1}
-per optimizer (5 epochs of the default setting, seed 0).
+Learning rates: α with the best final training loss on the grid {1e-3, 3e-3, …, 1, 3} per
+optimizer (5 epochs of the default setting, seed 0; ``python -m jadam.experiments.lr_search``).
+Losses: Adam 0.092 at 0.03, AdaMax 0.144 at 0.1, AdaGrad 0.133 at 1, RMSProp 0.091 at 0.03,
+SGDNesterov 0.128 at 0.3.
 """
 
 from jadam.experiments.config_lib import base_config, run
@@ -25,11 +27,11 @@ def get_config(arg: str = ""):
     config.eval_every = 39 * 5
     config.checkpoint_every = 39 * 10
     config.plot.ylabel = "training negative log likelihood"
-    config.runs.adam = run("adam", 3e-2, "inverse_sqrt")
-    config.runs.adamax = run("adamax", 1e-1, "inverse_sqrt")
-    config.runs.adagrad = run("adagrad", 1e-1, "inverse_sqrt")
-    config.runs.rmsprop = run("rmsprop", 1e-2, "inverse_sqrt")
-    config.runs.sgd_nesterov = run("sgd_nesterov", 3e-1, "inverse_sqrt")
+    config.runs.adam = run("adam", 0.03, "inverse_sqrt")
+    config.runs.adamax = run("adamax", 0.1, "inverse_sqrt")
+    config.runs.adagrad = run("adagrad", 1.0, "inverse_sqrt")
+    config.runs.rmsprop = run("rmsprop", 0.03, "inverse_sqrt")
+    config.runs.sgd_nesterov = run("sgd_nesterov", 0.3, "inverse_sqrt")
     if arg == "smoke":
         config.num_train, config.num_test, config.batch_size = 512, 200, 64
         config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8

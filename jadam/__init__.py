@@ -11,6 +11,9 @@ from jadam._adamax import scale_by_adamax as scale_by_adamax
 from jadam._amsgrad import ScaleByAmsgradState as ScaleByAmsgradState
 from jadam._amsgrad import amsgrad as amsgrad
 from jadam._amsgrad import scale_by_amsgrad as scale_by_amsgrad
+from jadam._averaging import TemporalAveragingState as TemporalAveragingState
+from jadam._averaging import averaged_params as averaged_params
+from jadam._averaging import temporal_averaging as temporal_averaging
 from jadam._baselines import ScaleByAdadeltaState as ScaleByAdadeltaState
 from jadam._baselines import ScaleByAdagradState as ScaleByAdagradState
 from jadam._baselines import ScaleByMomentumState as ScaleByMomentumState
@@ -26,12 +29,21 @@ from jadam._baselines import sgd as sgd
 from jadam._fused import FusedTransformation as FusedTransformation
 from jadam._fused import fused_train_step as fused_train_step
 from jadam._fused import kernel_available as fused_kernel_available
+from jadam._lazy_adam import ScaleByLazyAdamState as ScaleByLazyAdamState
+from jadam._lazy_adam import SparseRowOptimizer as SparseRowOptimizer
+from jadam._lazy_adam import lazy_adam as lazy_adam
+from jadam._lazy_adam import scale_by_lazy_adam as scale_by_lazy_adam
+from jadam._lazy_adam import sparse_lazy_adam as sparse_lazy_adam
+from jadam._nadam import ScaleByNadamState as ScaleByNadamState
+from jadam._nadam import scale_by_nadam as scale_by_nadam
 from jadam._precision import StochasticRounding as StochasticRounding
 from jadam._primitives import bias_correction as bias_correction
 from jadam._primitives import update_first_moment as update_first_moment
 from jadam._primitives import update_infinity_norm as update_infinity_norm
 from jadam._primitives import update_second_moment as update_second_moment
 from jadam._quantization import Blockwise8bit as Blockwise8bit
+from jadam._schedules import decayed_b1_correction as decayed_b1_correction
+from jadam._schedules import decayed_b1_schedule as decayed_b1_schedule
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
 from jadam._state_size import state_nbytes as state_nbytes
 
@@ -45,19 +57,27 @@ __all__ = [
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByAmsgradState",
+    "ScaleByLazyAdamState",
     "ScaleByMomentumState",
+    "ScaleByNadamState",
     "ScaleByRmsState",
+    "SparseRowOptimizer",
     "StochasticRounding",
+    "TemporalAveragingState",
     "adadelta",
     "adagrad",
     "adam",
     "adamax",
     "adamw",
     "amsgrad",
+    "averaged_params",
     "bias_correction",
+    "decayed_b1_correction",
+    "decayed_b1_schedule",
     "fused_kernel_available",
     "fused_train_step",
     "inverse_sqrt_schedule",
+    "lazy_adam",
     "nadam",
     "rmsprop",
     "scale_by_adadelta",
@@ -65,10 +85,14 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_amsgrad",
+    "scale_by_lazy_adam",
     "scale_by_momentum",
+    "scale_by_nadam",
     "scale_by_rms",
     "sgd",
+    "sparse_lazy_adam",
     "state_nbytes",
+    "temporal_averaging",
     "update_first_moment",
     "update_infinity_norm",
     "update_second_moment",

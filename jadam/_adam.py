@@ -12,7 +12,11 @@ from jadam import _primitives as P
 from jadam import _storage as S
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
-from jadam._fused import fused_adam
+from jadam._fused import _unfused, fused_adam
+from jadam._nadam import scale_by_nadam
+from jadam._schedules import decayed_b1_correction
+
+EPS_FORMS = ("algorithm1", "eps_hat", "inside_root")
 
 
 class ScaleByAdamState(NamedTuple):
@@ -31,6 +35,16 @@ def validate_adam_hyperparameters(b1: Any, b2: Any, eps: Any, eps_root: Any = 0.
     V.check_non_negative("eps_root", eps_root)
 
 
+def _divide(tree: Any, correction: jax.Array) -> Any:
+    """Each leaf (in its compute dtype) divided by the scalar ``correction``."""
+
+    def leaf(m):
+        m = P.upcast(m)
+        return m / correction.astype(m.dtype)
+
+    return P._tree_map(leaf, tree)
+
+
 def scale_by_adam(
     b1: Any = 0.9,
     b2: Any = 0.999,
@@ -42,6 +56,8 @@ def scale_by_adam(
     nu_dtype: Any = None,
     state_precision: Any = None,
     nesterov: bool = False,
+    eps_form: str = "algorithm1",
+    b1_decay: Any = None,
 ) -> optax.GradientTransformation:
     """Scales gradients by Adam's m̂_t / (√v̂_t + ε) (Algorithm 1, lines 6-12).
 
@@ -61,6 +77,12 @@ def scale_by_adam(
         decay), ``"8bit"`` (block-wise quantized), or a :class:`jadam.StochasticRounding` /
         :class:`jadam.Blockwise8bit`. The arithmetic is float32 in every case.
       nesterov: Dozat's (2016) Nesterov momentum, as optax's ``nadam``.
+      eps_form: where ε enters. "algorithm1": m̂_t/(√v̂_t + ε) (line 11). "eps_hat": Section 2's
+        efficient ordering α_t = α·√(1−β2^t)/(1−β1^t), θ_t = θ_{t−1} − α_t·m_t/(√v_t + ε̂),
+        i.e. m̂_t/(√v̂_t + ε̂/√(1−β2^t)) (Keras's and TF's only form). "inside_root":
+        m̂_t/√(v̂_t + ε) (the RMSProp form; same as eps_root=ε, eps=0).
+      b1_decay: λ ∈ (0, 1] for Section 4's β1,t = β1·λ^(t−1) (Theorem 4.1); m̂_t is then
+        m_t/(1 − ∏_{τ≤t} β1,τ), see :func:`jadam.decayed_b1_correction`. None: constant β1.
 
     Note: coordinates whose gradient was always 0 get update 0, also with ε = 0 (the literal
     algorithm computes 0/0 there). Complex gradients use |g|² = g·conj(g), so v_t is real.
@@ -76,6 +98,11 @@ def scale_by_adam(
     """
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
     storage, mu_dtype, nu_dtype = S.resolve(state_precision, mu_dtype, nu_dtype)
+    V.check_choice("eps_form", eps_form, EPS_FORMS)
+    if b1_decay is not None:
+        V.check_range("b1_decay", b1_decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
+        if nesterov:
+            raise ValueError("b1_decay is not supported together with nesterov=True.")
 
     def init_fn(params):
         if storage is not None:
@@ -96,30 +123,47 @@ def scale_by_adam(
         count = P.increment(state.count)
         if storage is None:
             V.check_tree_matches(updates, state.mu)
-            mu = P.update_first_moment(updates, state.mu, b1)
-            nu = P.update_second_moment(updates, state.nu, b2)
-            stored_mu, stored_nu = mu, nu
+            mu_prev, nu_prev = state.mu, state.nu
         else:
             S.check_tree_matches(updates, state.mu)
-            mu = P.update_first_moment(updates, storage.decode(state.mu, updates, signed=True), b1)
-            nu = P.update_second_moment(
-                updates, storage.decode(state.nu, updates, signed=False), b2
-            )
+            mu_prev = storage.decode(state.mu, updates, signed=True)
+            nu_prev = storage.decode(state.nu, updates, signed=False)
+        if b1_decay is None:
+            mu = P.update_first_moment(updates, mu_prev, b1)
+        else:  # Section 4: β1,t = β1·λ^(t−1)
+            b1_t = b1 * jnp.asarray(b1_decay, jnp.result_type(float)) ** (count - 1)
+            mu = P.update_first_moment(updates, mu_prev, b1_t)
+        nu = P.update_second_moment(updates, nu_prev, b2)
+        if storage is None:
+            stored_mu, stored_nu = mu, nu
+        else:
             stored_mu = storage.encode(mu, signed=True, count=count, stream=0)
             stored_nu = storage.encode(nu, signed=False, count=count, stream=1)
-        if bias_correction:
+        if not bias_correction:
+            mu_hat, nu_hat = mu, nu
+        elif b1_decay is None:
             mu_hat = P.bias_correction(mu, b1, count)
             nu_hat = P.bias_correction(nu, b2, count)
         else:
-            mu_hat, nu_hat = mu, nu
+            mu_hat = _divide(mu, decayed_b1_correction(b1, b1_decay, count))
+            nu_hat = P.bias_correction(nu, b2, count)
         if nesterov:
             next_mu = P.bias_correction(mu, b1, P.increment(count)) if bias_correction else mu
             grad = P.bias_correction(updates, b1, count) if bias_correction else updates
             mu_hat = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, next_mu, grad)
-        scale = P.sqrt(nu_hat, eps_root)
         divisor = P.one_minus_power(b2, count) if bias_correction else 1.0
+        outer_eps = eps
+        if eps_form == "inside_root":
+            scale, outer_eps = P.sqrt(nu_hat, eps_root + eps), 0.0
+        elif eps_form == "eps_hat" and bias_correction:
+            # m̂_t·√(1−β2^t) / (√v_t + ε̂) = α_t·m_t/(√v_t + ε̂) / α.
+            root = jnp.sqrt(divisor)
+            mu_hat = jax.tree.map(lambda m: m * root.astype(m.dtype), mu_hat)
+            scale, divisor = P.sqrt(nu, eps_root), 1.0
+        else:
+            scale = P.sqrt(nu_hat, eps_root)
         scale = S.floor_denominator(scale, stored_nu, divisor)
-        direction = P.normalize(mu_hat, scale, eps, like=updates)
+        direction = P.normalize(mu_hat, scale, outer_eps, like=updates)
         return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -135,6 +179,8 @@ def adam(
     *,
     bias_correction: bool = True,
     nesterov: bool = False,
+    eps_form: str = "algorithm1",
+    b1_decay: Any = None,
     fused: bool = False,
     nu_dtype: Any = None,
     state_precision: Any = None,
@@ -144,6 +190,7 @@ def adam(
     Args:
       learning_rate: α ≥ 0, a number or a schedule of the step count (e.g.
         :func:`jadam.inverse_sqrt_schedule` for Section 4's α/√t).
+      eps_form, b1_decay: see :func:`scale_by_adam` (ε placement; Section 4's β1 decay λ).
       fused: one pass over the whole tree per step with jadam's C++ kernel, same results
         and state (see :class:`jadam.FusedTransformation`; falls back where it cannot run).
       nu_dtype, state_precision: storage of the moments, see :func:`scale_by_adam`.
@@ -168,8 +215,12 @@ def adam(
         nu_dtype=nu_dtype,
         state_precision=state_precision,
         nesterov=nesterov,
+        eps_form=eps_form,
+        b1_decay=b1_decay,
     )
     tx = with_learning_rate(learning_rate, scaling)
+    if fused and (eps_form != "algorithm1" or b1_decay is not None):
+        return _unfused(tx)  # the kernel runs Algorithm 1's ε with a constant β1 only
     if fused:
         return fused_adam(
             tx,
@@ -195,18 +246,30 @@ def nadam(
     *,
     nu_dtype: Any = None,
     state_precision: Any = None,
+    momentum_decay: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """NAdam (Dozat, 2016) with constant β1, as optax's ``nadam``: Adam with Nesterov momentum.
+    """NAdam (Dozat, 2016): Adam with Nesterov momentum; constant β1 by default, as optax's.
 
     m̄_t = β1·m_t/(1−β1^{t+1}) + (1−β1)·g_t/(1−β1^t),   θ_t = θ_{t−1} − α·m̄_t/(√v̂_t + ε).
 
-    Note: torch's ``NAdam`` uses Dozat's momentum schedule (momentum_decay) and differs.
+    Args:
+      momentum_decay: None (default): constant β1, optax's ``nadam``. A number ψ > 0: Dozat's
+        momentum schedule μ_t = β1·(1 − ½·0.96^(tψ)) of :func:`jadam.scale_by_nadam`;
+        ψ = 0.004 is torch's ``NAdam``, ψ = 1 is Keras's ``Nadam``.
 
     Example:
       >>> import jax.numpy as jnp
       >>> tx = nadam(1e-3)
       >>> state = tx.init(jnp.zeros(3))
+      >>> torch_like = nadam(1e-3, momentum_decay=0.004)
     """
+    if momentum_decay is not None:
+        if not isinstance(eps_root, jax.Array) and eps_root != 0:
+            raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
+        if (nu_dtype, state_precision) != (None, None):
+            raise ValueError("momentum_decay does not support nu_dtype or state_precision yet.")
+        scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
+        return with_learning_rate(learning_rate, scaling)
     return adam(
         learning_rate,
         b1,

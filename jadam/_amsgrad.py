@@ -11,12 +11,14 @@ import optax
 from jadam import _primitives as P
 from jadam import _storage as S
 from jadam import _validation as V
-from jadam._adam import validate_adam_hyperparameters
+from jadam._adam import EPS_FORMS, validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
+
+AMSGRAD_VARIANTS = ("max_of_corrected", "max_of_raw", "uncorrected")
 
 
 class ScaleByAmsgradState(NamedTuple):
-    """State of :func:`scale_by_amsgrad`: count t, m_t, v_t and max_{τ≤t} v̂_τ."""
+    """State of :func:`scale_by_amsgrad`: count t, m_t, v_t and max_{τ≤t} v̂_τ (or v_τ)."""
 
     count: jax.Array
     mu: optax.Updates
@@ -33,19 +35,27 @@ def scale_by_amsgrad(
     *,
     nu_dtype: Any = None,
     state_precision: Any = None,
+    variant: str = "max_of_corrected",
+    eps_form: str = "algorithm1",
 ) -> optax.GradientTransformation:
     """Scales gradients by m̂_t / (√v̂max_t + ε), v̂max_t = max(v̂max_{t−1}, v̂_t).
 
-    m̂_t, v̂_t as in Algorithm 1 (lines 7-10); the running max of the bias-corrected v̂_t is
-    optax's convention.
+    m̂_t, v̂_t as in Algorithm 1 (lines 7-10). ``variant`` picks where the max is taken:
+
+    - "max_of_corrected" (default, optax's ``amsgrad``): v̂max_t = max(v̂max_{t−1}, v_t/(1−β2^t)).
+    - "max_of_raw" (torch's ``Adam(amsgrad=True)``, Keras's ``amsgrad=True``):
+      vmax_t = max(vmax_{t−1}, v_t), u_t = m̂_t/(√(vmax_t/(1−β2^t)) + ε).
+    - "uncorrected" (Reddi, Kale & Kumar 2018, Algorithm 2): vmax_t = max(vmax_{t−1}, v_t),
+      u_t = m_t/(√vmax_t + ε), no bias correction at all (their ε is 0).
+
+    The first two differ once 1−β2^t shrinks v̂ below an earlier maximum (early steps).
+    ``eps_form`` places ε as in :func:`jadam.scale_by_adam`; "eps_hat" divides by
+    √(v̂max_t·(1−β2^t)) + ε̂, so ``variant="max_of_raw", eps_form="eps_hat"`` is Keras's AMSGrad.
 
     Args:
       mu_dtype: storage dtype of m_t (None: the parameter's dtype), rounded to nearest.
       nu_dtype: storage dtype of v_t and v̂max_t (None: the parameter's dtype).
       state_precision: storage of all three moments, see :func:`jadam.scale_by_adam`.
-
-    Note: torch (``amsgrad=True``) takes the max of the raw v_t and bias-corrects afterwards,
-    which differs once 1−β2^t changes between steps; Reddi et al. use no bias correction.
 
     Example:
       >>> import jax.numpy as jnp
@@ -56,6 +66,8 @@ def scale_by_amsgrad(
     """
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
     storage, mu_dtype, nu_dtype = S.resolve(state_precision, mu_dtype, nu_dtype)
+    V.check_choice("variant", variant, AMSGRAD_VARIANTS)
+    V.check_choice("eps_form", eps_form, EPS_FORMS)
 
     def init_fn(params):
         if storage is not None:
@@ -86,9 +98,10 @@ def scale_by_amsgrad(
             nu_max = storage.decode(state.nu_max, updates, signed=False)
         mu = P.update_first_moment(updates, mu, b1)
         nu = P.update_second_moment(updates, nu, b2)
-        nu_hat = P.bias_correction(nu, b2, count)
-        nu_max = jax.tree.map(lambda m, v: P.to_storage(jnp.maximum(m, v), m.dtype), nu_max, nu_hat)
-        mu_hat = P.bias_correction(mu, b1, count)
+        running = P.bias_correction(nu, b2, count) if variant == "max_of_corrected" else nu
+        nu_max = jax.tree.map(
+            lambda m, v: P.to_storage(jnp.maximum(m, v), m.dtype), nu_max, running
+        )
         if storage is None:
             stored = (mu, nu, nu_max)
         else:
@@ -96,8 +109,30 @@ def scale_by_amsgrad(
                 storage.encode(x, signed=i == 0, count=count, stream=i)
                 for i, x in enumerate((mu, nu, nu_max))
             )
-        scale = S.floor_denominator(P.sqrt(nu_max, eps_root), stored[2])
-        direction = P.normalize(mu_hat, scale, eps, like=updates)
+        correction = P.one_minus_power(b2, count)
+        # divisor: what turns the stored nu_max into the quantity under the root (for the floor).
+        divisor = correction if variant == "max_of_raw" else 1.0
+        if variant == "uncorrected":
+            mu_hat, nu_max_hat = mu, nu_max
+        else:
+            mu_hat = P.bias_correction(mu, b1, count)
+            nu_max_hat = P.bias_correction(nu_max, b2, count) if variant == "max_of_raw" else nu_max
+        outer_eps = eps
+        if eps_form == "inside_root":
+            scale, outer_eps = P.sqrt(nu_max_hat, eps_root + eps), 0.0
+        elif eps_form == "eps_hat" and variant != "uncorrected":
+            root = jnp.sqrt(correction)
+            mu_hat = jax.tree.map(lambda m: m * root.astype(m.dtype), mu_hat)
+            if variant == "max_of_raw":
+                raw_max, divisor = nu_max, 1.0
+            else:  # v̂max_t·(1−β2^t)
+                raw_max = jax.tree.map(lambda v: v * correction.astype(v.dtype), P.upcast(nu_max))
+                divisor = 1.0 / correction
+            scale = P.sqrt(raw_max, eps_root)
+        else:
+            scale = P.sqrt(nu_max_hat, eps_root)
+        scale = S.floor_denominator(scale, stored[2], divisor)
+        direction = P.normalize(mu_hat, scale, outer_eps, like=updates)
         return direction, ScaleByAmsgradState(count, *stored)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -113,8 +148,14 @@ def amsgrad(
     *,
     nu_dtype: Any = None,
     state_precision: Any = None,
+    variant: str = "max_of_corrected",
+    eps_form: str = "algorithm1",
 ) -> optax.GradientTransformationExtraArgs:
     """AMSGrad: θ_t = θ_{t−1} − α·m̂_t/(√v̂max_t + ε). See :func:`scale_by_amsgrad`.
+
+    Args:
+      variant: "max_of_corrected" (optax), "max_of_raw" (torch, Keras) or "uncorrected" (Reddi).
+      eps_form: "algorithm1" (optax, torch), "eps_hat" (Keras) or "inside_root".
 
     Example:
       >>> import jax.numpy as jnp
@@ -122,6 +163,14 @@ def amsgrad(
       >>> state = tx.init({"w": jnp.zeros(2)})
     """
     scaling = scale_by_amsgrad(
-        b1, b2, eps, eps_root, mu_dtype, nu_dtype=nu_dtype, state_precision=state_precision
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        nu_dtype=nu_dtype,
+        state_precision=state_precision,
+        variant=variant,
+        eps_form=eps_form,
     )
     return with_learning_rate(learning_rate, scaling)

@@ -119,3 +119,15 @@ def check_tree_matches(updates: Any, reference: Any, what: str = "optimizer stat
 def as_schedule(value: Any) -> Callable[[Any], Any]:
     """Returns ``value`` if it is a schedule, else a constant schedule."""
     return value if callable(value) else (lambda count: value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raises ``ValueError`` unless ``value`` is one of ``choices``.
+
+    >>> check_choice("eps_form", "outside", ("algorithm1", "eps_hat"))
+    Traceback (most recent call last):
+    ...
+    ValueError: eps_form must be one of ('algorithm1', 'eps_hat'), got 'outside'.
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")

@@ -220,6 +220,11 @@ def _loss_fn(kind: str) -> Callable:
 
 
 # ----------------------------------------------------------------------------- compiled steps
+# Jitted functions by (graphdef, optimizer signature, model kind, batch, examples, steps per call):
+# runs that differ only in injected hyperparameters (Figure 4's grid) share one compilation.
+_COMPILED: dict[tuple, tuple[Callable, Callable]] = {}
+
+
 def make_train_chunk(
     graphdef: nnx.GraphDef,
     tx: optax.GradientTransformation,
@@ -385,7 +390,6 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
     metrics_path.write_text(
         ""
     )  # Rewritten from the restored logs below, so a resume repeats nothing.
-    compiled: dict[tuple, tuple[Callable, Callable]] = {}
     summary = []
     run_ids = list(config.runs)
     progress = tqdm(
@@ -406,9 +410,16 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         graphdef, params = nnx.split(model)
         tx = optimizers.build(run.optimizer, where=f"config.runs.{run_id}.optimizer")
         state = (params, tx.init(params))
-        cache_key = (graphdef, optimizers.signature(run.optimizer))
-        if cache_key not in compiled:
-            compiled[cache_key] = (
+        cache_key = (
+            graphdef,
+            optimizers.signature(run.optimizer),
+            kind,
+            config.batch_size,
+            len(dataset.train_y),
+            steps_per_call,
+        )
+        if cache_key not in _COMPILED:
+            _COMPILED[cache_key] = (
                 make_train_chunk(
                     graphdef,
                     tx,
@@ -419,7 +430,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                 ),
                 make_evaluate(graphdef, kind),
             )
-        train_chunk, evaluate = compiled[cache_key]
+        train_chunk, evaluate = _COMPILED[cache_key]
         base = {
             "figure": config.figure,
             "run": run_id,
@@ -445,7 +456,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         progress.update(log["step"] if not log.get("finished") else num_steps)
 
         start_time = time.perf_counter()
-        session_steps = 0
+        resumed_from = log["step"]
         while not log.get("finished"):
             step = log["step"]
             if step >= num_steps or log["diverged"]:
@@ -466,7 +477,6 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                 else float(losses[0])
             )
             step += config.log_every
-            session_steps += config.log_every
             record = {
                 **base,
                 "step": step,
@@ -498,7 +508,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
             done_path.parent.mkdir(exist_ok=True)
             done_path.with_suffix(".tmp").write_text(json.dumps(log))
             done_path.with_suffix(".tmp").replace(done_path)
-        summary.append(_summarise(base, log, session_steps))
+        summary.append(_summarise(base, log, resumed_from))
     progress.close()
 
     (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -514,7 +524,7 @@ def _records(path: Path) -> list[dict]:
     return json.loads(path.read_text())["records"]
 
 
-def _summarise(base: dict, log: dict, session_steps: int) -> dict:
+def _summarise(base: dict, log: dict, resumed_from: int) -> dict:
     losses = [r["train_loss"] for r in log["records"] if r["train_loss"] is not None]
     last = log["records"][-1] if log["records"] else {}
     wall = log["wall_time_s"]
@@ -525,6 +535,7 @@ def _summarise(base: dict, log: dict, session_steps: int) -> dict:
         "test_loss": last.get("test_loss"),
         "test_accuracy": last.get("test_accuracy"),
         "steps": log["step"],
+        "resumed_from_step": resumed_from,
         "diverged": log["diverged"],
         "wall_time_s": round(wall, 3),
         "steps_per_second": round(log["step"] / wall, 2) if wall > 0 else None,
