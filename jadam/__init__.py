@@ -36,6 +36,9 @@ from jadam._lazy_adam import scale_by_lazy_adam as scale_by_lazy_adam
 from jadam._lazy_adam import sparse_lazy_adam as sparse_lazy_adam
 from jadam._nadam import ScaleByNadamState as ScaleByNadamState
 from jadam._nadam import scale_by_nadam as scale_by_nadam
+from jadam._nonfinite import SkipNonFiniteState as SkipNonFiniteState
+from jadam._nonfinite import skip_counts as skip_counts
+from jadam._nonfinite import skip_nonfinite as skip_nonfinite
 from jadam._precision import StochasticRounding as StochasticRounding
 from jadam._primitives import bias_correction as bias_correction
 from jadam._primitives import update_first_moment as update_first_moment
@@ -45,6 +48,9 @@ from jadam._quantization import Blockwise8bit as Blockwise8bit
 from jadam._schedules import decayed_b1_correction as decayed_b1_correction
 from jadam._schedules import decayed_b1_schedule as decayed_b1_schedule
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
+from jadam._sharding import init_sharded as init_sharded
+from jadam._sharding import per_device_bytes as per_device_bytes
+from jadam._sharding import state_shardings as state_shardings
 from jadam._state_size import state_nbytes as state_nbytes
 
 __version__ = "0.1.0"
@@ -61,6 +67,7 @@ __all__ = [
     "ScaleByMomentumState",
     "ScaleByNadamState",
     "ScaleByRmsState",
+    "SkipNonFiniteState",
     "SparseRowOptimizer",
     "StochasticRounding",
     "TemporalAveragingState",
@@ -76,9 +83,11 @@ __all__ = [
     "decayed_b1_schedule",
     "fused_kernel_available",
     "fused_train_step",
+    "init_sharded",
     "inverse_sqrt_schedule",
     "lazy_adam",
     "nadam",
+    "per_device_bytes",
     "rmsprop",
     "scale_by_adadelta",
     "scale_by_adagrad",
@@ -90,8 +99,11 @@ __all__ = [
     "scale_by_nadam",
     "scale_by_rms",
     "sgd",
+    "skip_counts",
+    "skip_nonfinite",
     "sparse_lazy_adam",
     "state_nbytes",
+    "state_shardings",
     "temporal_averaging",
     "update_first_moment",
     "update_infinity_norm",

@@ -103,6 +103,8 @@ def scale_by_adam(
         V.check_range("b1_decay", b1_decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
         if nesterov:
             raise ValueError("b1_decay is not supported together with nesterov=True.")
+    V.check_flag("bias_correction", bias_correction)
+    V.check_flag("nesterov", nesterov)
 
     def init_fn(params):
         if storage is not None:

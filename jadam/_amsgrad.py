@@ -100,7 +100,7 @@ def scale_by_amsgrad(
         nu = P.update_second_moment(updates, nu, b2)
         running = P.bias_correction(nu, b2, count) if variant == "max_of_corrected" else nu
         nu_max = jax.tree.map(
-            lambda m, v: P.to_storage(jnp.maximum(m, v), m.dtype), nu_max, running
+            lambda m, v: P.saturating_cast(jnp.maximum(m, v), m.dtype), nu_max, running
         )
         if storage is None:
             stored = (mu, nu, nu_max)

@@ -4,6 +4,7 @@ RMSProp and AdaDelta, built from the same primitives as Adam.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -40,6 +41,7 @@ def scale_by_momentum(momentum: Any = 0.9, nesterov: bool = False) -> optax.Grad
       Array([1.5], dtype=float32)
     """
     V.check_range("momentum", momentum, 0.0, 1.0, high_inclusive=True)
+    V.check_flag("nesterov", nesterov)
 
     def init_fn(params):
         return ScaleByMomentumState(trace=P.zeros_like(params))
@@ -66,6 +68,7 @@ def sgd(
       >>> updates
       Array([-0.19], dtype=float32)
     """
+    V.check_flag("nesterov", nesterov)
     if momentum is None:
         if nesterov:
             raise ValueError("nesterov=True needs a momentum in [0, 1], got momentum=None.")
@@ -103,7 +106,11 @@ def scale_by_adagrad(
     def update_fn(updates, state, params=None):
         del params
         V.check_tree_matches(updates, state.sum_of_squares)
-        sums = jax.tree.map(lambda g, s: s + P.abs_sq(g), updates, state.sum_of_squares)
+        sums = jax.tree.map(
+            lambda g, s: P.saturating_cast(P.upcast(s) + P.abs_sq(P.upcast(g)), s.dtype),
+            updates,
+            state.sum_of_squares,
+        )
         out = jax.tree.map(
             lambda g, s: (g * jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0)).astype(g.dtype),
             updates,
@@ -164,6 +171,9 @@ def scale_by_rms(
     V.check_range("decay", decay, 0.0, 1.0)
     V.check_non_negative("eps", eps)
     V.check_non_negative("initial_scale", initial_scale)
+    for flag, value in [("eps_in_sqrt", eps_in_sqrt), ("centered", centered)]:
+        V.check_flag(flag, value)
+    V.check_flag("bias_correction", bias_correction)
 
     def init_fn(params):
         return ScaleByRmsState(
@@ -224,6 +234,7 @@ def rmsprop(
         centered=centered,
         bias_correction=bias_correction,
     )
+    V.check_flag("nesterov", nesterov)
     tx = with_learning_rate(learning_rate, scaling)
     if momentum is None:
         return tx
@@ -248,7 +259,8 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> optax.GradientTransfor
       >>> state = tx.init(jnp.zeros(2))
     """
     V.check_range("rho", rho, 0.0, 1.0)
-    V.check_non_negative("eps", eps)
+    # ε > 0 is needed: with ε = 0 (or one that rounds to 0 in float32) Δx starts at 0/0.
+    V.check_range("eps", eps, V.FLOAT32_TINY, math.inf, high_inclusive=True)
 
     def init_fn(params):
         return ScaleByAdadeltaState(

@@ -14,20 +14,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jadam import _validation
+
 _is_none = lambda x: x is None  # noqa: E731
 
 
 def _compute_dtype(dtype: Any) -> Any:
     """The dtype arithmetic runs in: the storage dtype promoted to at least float32."""
     return jnp.promote_types(dtype, jnp.float32)
-
-
-def to_storage(x: jax.Array, dtype: Any) -> jax.Array:
-    """Casts a computed moment back to its storage dtype; float16 saturates at ±65504, not Inf."""
-    if dtype == jnp.float16:
-        largest = float(jnp.finfo(jnp.float16).max)
-        x = jnp.clip(x, -largest, largest)
-    return x.astype(dtype)
 
 
 def upcast(tree: Any) -> Any:
@@ -39,6 +33,23 @@ def _tree_map(fn, tree, *rest):
     return jax.tree.map(
         lambda x, *r: None if x is None else fn(x, *r), tree, *rest, is_leaf=_is_none
     )
+
+
+def saturating_cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x`` cast to a moment's storage ``dtype``, ±inf and overflow clipped to its largest value.
+
+    Without this a float16 second moment turns into inf for |g| ≳ 256 (g² > 65504), and a
+    float32 one for |g| ≳ 1.8e19, and stays there, freezing the coordinate. NaN stays NaN
+    (the fused kernel clamps the same way).
+
+    >>> import jax.numpy as jnp
+    >>> saturating_cast(jnp.array([1e6, 2.0, jnp.inf]), jnp.float16)
+    Array([6.55e+04, 2.00e+00, 6.55e+04], dtype=float16)
+    """
+    if not jnp.issubdtype(dtype, jnp.floating) or jnp.iscomplexobj(x):
+        return x.astype(dtype)  # complex first moments: cast as is
+    limit = jnp.finfo(dtype).max
+    return jnp.clip(x, -limit, limit).astype(dtype)
 
 
 def abs_sq(x: jax.Array) -> jax.Array:
@@ -59,7 +70,7 @@ def update_first_moment(updates: Any, mu: Any, decay: Any) -> Any:
     def leaf(g, m):
         dtype = _compute_dtype(m.dtype)
         new = decay * m.astype(dtype) + (1 - decay) * g.astype(dtype)
-        return to_storage(new, m.dtype)
+        return saturating_cast(new, m.dtype)
 
     return _tree_map(lambda g, m: leaf(g, m), updates, mu)
 
@@ -77,7 +88,7 @@ def update_second_moment(updates: Any, nu: Any, decay: Any) -> Any:
     def leaf(g, v):
         dtype = _compute_dtype(v.dtype)
         new = decay * v.astype(dtype) + (1 - decay) * abs_sq(g.astype(_compute_dtype(g.dtype)))
-        return to_storage(new, v.dtype)
+        return saturating_cast(new, v.dtype)
 
     return _tree_map(leaf, updates, nu)
 
@@ -95,7 +106,7 @@ def update_infinity_norm(updates: Any, nu: Any, decay: Any) -> Any:
     def leaf(g, u):
         dtype = _compute_dtype(u.dtype)
         new = jnp.maximum(decay * u.astype(dtype), jnp.abs(g.astype(_compute_dtype(g.dtype))))
-        return to_storage(new, u.dtype)
+        return saturating_cast(new, u.dtype)
 
     return _tree_map(leaf, updates, nu)
 
@@ -151,13 +162,33 @@ def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
       real: store the real counterpart of a complex dtype (for |g|² moments).
     """
 
+    _validation.check_floating_tree(params, "parameter")
+
     def leaf(p):
         leaf_dtype = dtype if dtype is not None else p.dtype
         if real:
             leaf_dtype = jnp.finfo(leaf_dtype).dtype
-        return jnp.zeros(p.shape, leaf_dtype)
+        return _zeros_with_sharding_of(p, leaf_dtype)
 
     return _tree_map(leaf, params)
+
+
+def _zeros_with_sharding_of(p: Any, dtype: Any) -> jax.Array:
+    """Zeros shaped like ``p`` that keep ``p``'s sharding: eagerly, under jit and from structs.
+
+    Under jit with automatic sharding ``jnp.zeros_like`` is a constant the partitioner replicates;
+    selecting 0 against ``p`` (never reading its values) ties the result to ``p``'s sharding.
+    """
+    if isinstance(p, jax.ShapeDtypeStruct):
+        return jnp.zeros(p.shape, dtype, device=p.sharding)
+    if isinstance(p, jax.core.Tracer):
+        source = (
+            jnp.real(p)
+            if jnp.iscomplexobj(p) and not jnp.issubdtype(dtype, jnp.complexfloating)
+            else p
+        )
+        return jnp.where(jnp.zeros(p.shape, bool), source, 0).astype(dtype)
+    return jnp.zeros_like(p, dtype)
 
 
 def increment(count: jax.Array) -> jax.Array:
@@ -176,7 +207,8 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
     >>> normalize(jnp.array([2.0, 0.0]), jnp.array([2.0, 0.0]), 0.0, jnp.zeros(2))
     Array([1., 0.], dtype=float32)
     """
-    eps_is_positive = isinstance(eps, (int, float)) and eps > 0
+    # ε below float32's smallest normal number rounds (or flushes) to 0: divide safely then.
+    eps_is_positive = isinstance(eps, (int, float)) and eps >= jnp.finfo(jnp.float32).tiny
 
     def leaf(m, s, out):
         denominator = s.astype(_compute_dtype(s.dtype)) + eps

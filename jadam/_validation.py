@@ -14,6 +14,10 @@ from typing import Any
 import jax
 import numpy as np
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_INT32 = np.iinfo(np.int32)
+
 
 def _concrete_number(name: str, value: Any) -> float | None:
     """Returns ``value`` as a float if it is a concrete number, None if it is a JAX value."""
@@ -23,7 +27,22 @@ def _concrete_number(name: str, value: Any) -> float | None:
         raise TypeError(
             f"{name} must be a real number, got {value!r} of type {type(value).__name__}."
         )
-    return float(value)
+    if isinstance(value, (complex, np.complexfloating)):
+        raise TypeError(f"{name} must be a real number, got the complex number {value!r}.")
+    if isinstance(value, (int, np.integer)) and not _INT32.min <= value <= _INT32.max:
+        raise ValueError(
+            f"{name} must be a float32 number; the integer {value!r} does not fit JAX's int32 "
+            "(pass it as a float)."
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf if value > 0 else -math.inf  # an int beyond any float
+    if math.isfinite(number) and abs(number) > _FLOAT32_MAX:
+        raise ValueError(
+            f"{name} must be a float32 number (|{name}| ≤ {_FLOAT32_MAX:.4g}), got {value!r}."
+        )
+    return number
 
 
 def check_range(
@@ -107,6 +126,8 @@ def check_tree_matches(updates: Any, reference: Any, what: str = "optimizer stat
             f"unexpected leaves {extra[:5]} (gradient structure {got_def}, expected {want_def})."
         )
     for (path, g), (_, r) in zip(got, want, strict=True):
+        if g is not None:
+            check_floating_leaf(f"gradient at {jax.tree_util.keystr(path)}", g)
         if (g is None) != (r is None) or (
             g is not None and np.shape(g) != np.shape(r)  # shapes only: dtypes may differ
         ):
@@ -131,3 +152,39 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+
+
+def check_flag(name: str, value: Any) -> None:
+    """Raises ``TypeError`` unless ``value`` is a Python or NumPy bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+
+
+def check_floating_tree(tree: Any, what: str = "parameter") -> None:
+    """Raises ``TypeError`` naming the first leaf of ``tree`` that is not a float or complex array.
+
+    >>> import jax.numpy as jnp
+    >>> check_floating_tree({"w": jnp.ones(2), "i": jnp.arange(2)})
+    Traceback (most recent call last):
+    ...
+    TypeError: parameter ['i'] has dtype int32; only floating or complex ones can be optimized ...
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        check_floating_leaf(f"{what} {jax.tree_util.keystr(path)}".rstrip(), leaf)
+
+
+def check_floating_leaf(description: str, leaf: Any) -> None:
+    """Raises ``TypeError`` unless ``leaf`` is a float or complex array (or number)."""
+    if hasattr(leaf, "dtype") and hasattr(leaf, "shape"):
+        dtype = leaf.dtype
+    elif isinstance(leaf, (bool, int, float, complex, np.generic)):
+        dtype = jax.numpy.result_type(leaf)
+    else:
+        raise TypeError(
+            f"{description} is a {type(leaf).__name__} ({leaf!r:.40}); expected an array."
+        )
+    if not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+        raise TypeError(
+            f"{description} has dtype {dtype}; only floating or complex ones can be optimized "
+            "(cast it, or leave it out of the optimized tree)."
+        )

@@ -72,6 +72,7 @@ def test_end_to_end_writes_report(tmp_path):
         compile_params=100,
         out=out,
         command="test",
+        isolate=False,  # in this process; test_one_case_in_a_subprocess covers the other way
     )
     text = out.read_text()
     assert "## Summary" in text and "jadam fused" in text and "| 5 |" in text
@@ -92,3 +93,10 @@ def test_memory_subprocess_reports_bytes():
     assert row["live"] > row["after_imports"] > 0
     lines = report._memory_table(rows)
     assert any(line.startswith("| jadam fused |") for line in lines)
+
+
+def test_one_case_in_a_subprocess():
+    case = run.Case("adam", "1 leaf", 1000)
+    result = run.time_case_in_subprocess(case, reps=1, warmup=0, settle=0.0, budget_s=1.0)
+    assert result["label"] == case.label
+    assert result["reps"] == 1 and "jadam fused" in result["candidates"]

@@ -20,6 +20,8 @@ def base_config(figure: str, dataset: str, model: dict, title: str) -> ml_collec
     config.eval_batch_size = 1000
     config.seed = 0
     config.progress = True
+    config.mesh = ""  # "data": data parallel over all local devices (batch_size divisible).
+    config.max_consecutive_bad_steps = 0  # >0: skip non-finite steps, stop after this many.
     config.runs = ml_collections.ConfigDict()
     config.plot = ml_collections.ConfigDict(
         {"kind": "curves", "title": title, "ylabel": "training cost", "yscale": "linear", "dpi": 80}

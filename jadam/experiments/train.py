@@ -36,6 +36,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm.auto import tqdm
 
+import jadam
 from jadam.experiments import data as data_lib
 from jadam.experiments import models, optimizers, plots
 
@@ -131,6 +132,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("dropout_rate", "input_dropout", "hidden_dropout"):
         value = config.model.get(key, 0.0)
         _require(0.0 <= value < 1.0, f"model.{key}", "a rate in [0, 1)", value)
+    mesh = config.get("mesh", "")
+    _require(mesh in ("", "data"), "mesh", '"" (one device) or "data" (all local devices)', mesh)
+    devices = jax.local_device_count()
+    _require(
+        not mesh or config.batch_size % devices == 0,
+        "batch_size",
+        f"a multiple of the {devices} local devices with mesh={mesh!r}",
+        config.batch_size,
+    )
+    bad = config.get("max_consecutive_bad_steps", 0)
+    _require(
+        isinstance(bad, int) and not isinstance(bad, bool) and bad >= 0,
+        "max_consecutive_bad_steps",
+        "an integer >= 0 (0 = off)",
+        bad,
+    )
 
 
 # ----------------------------------------------------------------------------- data and models
@@ -233,6 +250,8 @@ def make_train_chunk(
     batch_size: int,
     num_examples: int,
     chunk: int,
+    batch_sharding: Any = None,
+    ignore_nan_losses: bool = False,
 ) -> Callable:
     """Jitted ``(state, start_step, x, y, key) → (state, mean loss)`` running ``chunk`` steps.
 
@@ -241,6 +260,8 @@ def make_train_chunk(
     folded from t, so any chunk of steps is reproducible on its own (which makes resuming exact).
     ``chunk == 1`` compiles a single step without ``lax.scan``: XLA's CPU convolutions ran
     several times slower inside a loop, so the CNN config takes one step per call.
+    With ``batch_sharding`` each mini-batch is split over the mesh (data parallel); with
+    ``ignore_nan_losses`` the chunk's mean loss leaves out steps ``skip_nonfinite`` skipped.
     """
     steps_per_epoch = num_examples // batch_size
     loss_fn = _loss_fn(kind)
@@ -255,12 +276,16 @@ def make_train_chunk(
             permutation, (step % steps_per_epoch) * batch_size, batch_size
         )
         step_key = jax.random.fold_in(noise_key, step)
+        x_batch, y_batch = x[index], y[index]
+        if batch_sharding is not None:
+            x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
+            y_batch = jax.lax.with_sharding_constraint(y_batch, batch_sharding)
 
         def loss(p):
             rngs = nnx.Rngs(
                 dropout=jax.random.fold_in(step_key, 0), noise=jax.random.fold_in(step_key, 1)
             )
-            return loss_fn(nnx.merge(graphdef, p), x[index], y[index], rngs)[0]
+            return loss_fn(nnx.merge(graphdef, p), x_batch, y_batch, rngs)[0]
 
         value, grads = jax.value_and_grad(loss)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -275,7 +300,7 @@ def make_train_chunk(
             return train_step(state, start + offset, x, y, key)
 
         state, losses = jax.lax.scan(body, state, jnp.arange(chunk))
-        return state, losses.mean()
+        return state, (jnp.nanmean(losses) if ignore_nan_losses else losses.mean())
 
     return train_chunk
 
@@ -363,6 +388,15 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
     dataset = _prepare_data(config)
     kind = config.model.kind
     x_train, y_train = jnp.asarray(dataset.train_x), jnp.asarray(dataset.train_y)
+    batch_sharding = replicated = None
+    if config.get("mesh", ""):  # Data parallel: batches split, parameters and state replicated.
+        mesh = jax.make_mesh(
+            (jax.local_device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
+        )
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+        x_train, y_train = jax.device_put((x_train, y_train), replicated)
+    bad_limit = config.get("max_consecutive_bad_steps", 0)
     eval_batch = min(config.get("eval_batch_size", 1000), len(dataset.test_y))
     num_eval_batches = -(-len(dataset.test_y) // eval_batch)
     pad = num_eval_batches * eval_batch - len(dataset.test_y)
@@ -409,14 +443,19 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         model = build_model(model_config, dataset, config.seed)
         graphdef, params = nnx.split(model)
         tx = optimizers.build(run.optimizer, where=f"config.runs.{run_id}.optimizer")
+        if bad_limit:
+            tx = jadam.skip_nonfinite(tx)
         state = (params, tx.init(params))
         cache_key = (
             graphdef,
             optimizers.signature(run.optimizer),
+            bool(bad_limit),  # skip_nonfinite wraps the optimizer state
             kind,
             config.batch_size,
             len(dataset.train_y),
             steps_per_call,
+            batch_sharding,
+            bad_limit > 0,
         )
         if cache_key not in _COMPILED:
             _COMPILED[cache_key] = (
@@ -427,6 +466,8 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                     batch_size=config.batch_size,
                     num_examples=len(dataset.train_y),
                     chunk=steps_per_call,
+                    batch_sharding=batch_sharding,
+                    ignore_nan_losses=bool(bad_limit),
                 ),
                 make_evaluate(graphdef, kind),
             )
@@ -451,6 +492,8 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
             restored = _restore(manager, state)
             if restored is not None:
                 state, log = restored
+        if replicated is not None:
+            state = jax.device_put(state, replicated)
         with metrics_path.open("a") as out:
             out.writelines(json.dumps(r) + "\n" for r in log["records"])
         progress.update(log["step"] if not log.get("finished") else num_steps)
@@ -471,11 +514,16 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                     state, jnp.asarray(step + offset, jnp.int32), x_train, y_train, key
                 )
                 losses.append(loss)
+                if bad_limit:
+                    _stop_if_stuck(state[1], bad_limit, run_id, step + offset + steps_per_call)
             loss = (
                 float(np.mean(np.asarray(losses, np.float64)))
                 if len(losses) > 1
                 else float(losses[0])
             )
+            if bad_limit and not math.isfinite(loss):  # Leave out the skipped chunks.
+                finite = [float(v) for v in losses if math.isfinite(float(v))]
+                loss = float(np.mean(finite)) if finite else loss
             step += config.log_every
             record = {
                 **base,
@@ -494,7 +542,8 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                     )
             log["records"].append(record)
             log["step"] = step
-            log["diverged"] = record["train_loss"] is None
+            # With skip_nonfinite (bad_limit > 0) a NaN chunk was skipped, not trained on.
+            log["diverged"] = record["train_loss"] is None and not bad_limit
             with metrics_path.open("a") as out:
                 out.write(json.dumps(record) + "\n")
             progress.update(config.log_every)
@@ -518,6 +567,18 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         workdir / f"{config.figure}.png",
     )
     return summary
+
+
+def _stop_if_stuck(opt_state: Any, limit: int, run_id: str, step: int) -> None:
+    """Raises ``FloatingPointError`` once ``limit`` steps in a row were skipped as non-finite."""
+    consecutive, total = jadam.skip_counts(opt_state)
+    if consecutive >= limit:
+        raise FloatingPointError(
+            f"run {run_id!r} stopped at step {step}: the last {consecutive} steps had non-finite "
+            f"gradients, updates or optimizer state ({total} skipped in all), reaching "
+            f"config.max_consecutive_bad_steps={limit}. Parameters and optimizer state are those "
+            "of the last finite step; the latest checkpoint precedes them."
+        )
 
 
 def _records(path: Path) -> list[dict]:
