@@ -97,7 +97,7 @@ def scale_by_adam(
       Array([ 1., -1.], dtype=float32)
     """
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    storage, mu_dtype, nu_dtype = S.resolve(state_precision, mu_dtype, nu_dtype)
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
     V.check_choice("eps_form", eps_form, EPS_FORMS)
     if b1_decay is not None:
         V.check_range("b1_decay", b1_decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
@@ -107,40 +107,20 @@ def scale_by_adam(
     V.check_flag("nesterov", nesterov)
 
     def init_fn(params):
-        if storage is not None:
-            S.check_real(params, state_precision)
-            return ScaleByAdamState(
-                count=jnp.zeros([], jnp.int32),
-                mu=storage.init(params, signed=True),
-                nu=storage.init(params, signed=False),
-            )
-        return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32),
-            mu=P.zeros_like(params, mu_dtype),
-            nu=P.zeros_like(params, nu_dtype, real=True),
-        )
+        mu, nu = moments.init(params)
+        return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
 
     def update_fn(updates, state, params=None):
         del params
         count = P.increment(state.count)
-        if storage is None:
-            V.check_tree_matches(updates, state.mu)
-            mu_prev, nu_prev = state.mu, state.nu
-        else:
-            S.check_tree_matches(updates, state.mu)
-            mu_prev = storage.decode(state.mu, updates, signed=True)
-            nu_prev = storage.decode(state.nu, updates, signed=False)
+        mu_prev, nu_prev = moments.read(updates, (state.mu, state.nu))
         if b1_decay is None:
             mu = P.update_first_moment(updates, mu_prev, b1)
         else:  # Section 4: β1,t = β1·λ^(t−1)
             b1_t = b1 * jnp.asarray(b1_decay, jnp.result_type(float)) ** (count - 1)
             mu = P.update_first_moment(updates, mu_prev, b1_t)
         nu = P.update_second_moment(updates, nu_prev, b2)
-        if storage is None:
-            stored_mu, stored_nu = mu, nu
-        else:
-            stored_mu = storage.encode(mu, signed=True, count=count, stream=0)
-            stored_nu = storage.encode(nu, signed=False, count=count, stream=1)
+        stored_mu, stored_nu = moments.write((mu, nu), count)
         if not bias_correction:
             mu_hat, nu_hat = mu, nu
         elif b1_decay is None:

@@ -60,38 +60,19 @@ def scale_by_adamax(
     V.check_range("b1", b1, 0.0, 1.0)
     V.check_range("b2", b2, 0.0, 1.0)
     V.check_non_negative("eps", eps)
-    storage, mu_dtype, nu_dtype = S.resolve(state_precision, mu_dtype, nu_dtype)
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
 
     def init_fn(params):
-        if storage is not None:
-            S.check_real(params, state_precision)
-            return ScaleByAdamaxState(
-                count=jnp.zeros([], jnp.int32),
-                mu=storage.init(params, signed=True),
-                nu=storage.init(params, signed=False),
-            )
-        return ScaleByAdamaxState(
-            count=jnp.zeros([], jnp.int32),
-            mu=P.zeros_like(params, mu_dtype),
-            nu=P.zeros_like(params, nu_dtype, real=True),
-        )
+        mu, nu = moments.init(params)
+        return ScaleByAdamaxState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
 
     def update_fn(updates, state, params=None):
         del params
         count = P.increment(state.count)
-        if storage is None:
-            V.check_tree_matches(updates, state.mu)
-            mu = P.update_first_moment(updates, state.mu, b1)
-            nu = P.update_infinity_norm(updates, state.nu, b2)
-            stored_mu, stored_nu = mu, nu
-        else:
-            S.check_tree_matches(updates, state.mu)
-            mu = P.update_first_moment(updates, storage.decode(state.mu, updates, signed=True), b1)
-            nu = P.update_infinity_norm(
-                updates, storage.decode(state.nu, updates, signed=False), b2
-            )
-            stored_mu = storage.encode(mu, signed=True, count=count, stream=0)
-            stored_nu = storage.encode(nu, signed=False, count=count, stream=1)
+        mu, nu = moments.read(updates, (state.mu, state.nu))
+        mu = P.update_first_moment(updates, mu, b1)
+        nu = P.update_infinity_norm(updates, nu, b2)
+        stored_mu, stored_nu = moments.write((mu, nu), count)
         mu_hat = P.bias_correction(mu, b1, count)
         scale = S.floor_denominator(nu, stored_nu, root=False)
         direction = P.normalize(mu_hat, scale, eps, like=updates)

@@ -65,50 +65,25 @@ def scale_by_amsgrad(
       Array([4.], dtype=float32)
     """
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    storage, mu_dtype, nu_dtype = S.resolve(state_precision, mu_dtype, nu_dtype)
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=3)
     V.check_choice("variant", variant, AMSGRAD_VARIANTS)
     V.check_choice("eps_form", eps_form, EPS_FORMS)
 
     def init_fn(params):
-        if storage is not None:
-            S.check_real(params, state_precision)
-            return ScaleByAmsgradState(
-                count=jnp.zeros([], jnp.int32),
-                mu=storage.init(params, signed=True),
-                nu=storage.init(params, signed=False),
-                nu_max=storage.init(params, signed=False),
-            )
-        return ScaleByAmsgradState(
-            count=jnp.zeros([], jnp.int32),
-            mu=P.zeros_like(params, mu_dtype),
-            nu=P.zeros_like(params, nu_dtype, real=True),
-            nu_max=P.zeros_like(params, nu_dtype, real=True),
-        )
+        mu, nu, nu_max = moments.init(params)
+        return ScaleByAmsgradState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
 
     def update_fn(updates, state, params=None):
         del params
         count = P.increment(state.count)
-        if storage is None:
-            V.check_tree_matches(updates, state.mu)
-            mu, nu, nu_max = state.mu, state.nu, state.nu_max
-        else:
-            S.check_tree_matches(updates, state.mu)
-            mu = storage.decode(state.mu, updates, signed=True)
-            nu = storage.decode(state.nu, updates, signed=False)
-            nu_max = storage.decode(state.nu_max, updates, signed=False)
+        mu, nu, nu_max = moments.read(updates, (state.mu, state.nu, state.nu_max))
         mu = P.update_first_moment(updates, mu, b1)
         nu = P.update_second_moment(updates, nu, b2)
         running = P.bias_correction(nu, b2, count) if variant == "max_of_corrected" else nu
         nu_max = jax.tree.map(
             lambda m, v: P.saturating_cast(jnp.maximum(m, v), m.dtype), nu_max, running
         )
-        if storage is None:
-            stored = (mu, nu, nu_max)
-        else:
-            stored = tuple(
-                storage.encode(x, signed=i == 0, count=count, stream=i)
-                for i, x in enumerate((mu, nu, nu_max))
-            )
+        stored = moments.write((mu, nu, nu_max), count)
         correction = P.one_minus_power(b2, count)
         # divisor: what turns the stored nu_max into the quantity under the root (for the floor).
         divisor = correction if variant == "max_of_raw" else 1.0

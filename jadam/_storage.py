@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jadam import _primitives as P
 from jadam import _validation as V
 from jadam._precision import StochasticRounding
 from jadam._quantization import Blockwise8bit, code_values, is_quantized, unpack
@@ -121,3 +122,42 @@ def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool
         return jnp.maximum(s, floor.astype(s.dtype))
 
     return jax.tree.map(leaf, scale, stored, is_leaf=lambda x: x is None)
+
+
+class Moments:
+    """The stored moments of one transform: m_t first (signed), then v_t-like ones (unsigned).
+
+    Binds the ``state_precision``/``mu_dtype``/``nu_dtype`` switches once, so that Adam, AdaMax
+    and AMSGrad share one way to create, read (with the gradient-tree check) and write them.
+    """
+
+    def __init__(self, state_precision: Any, mu_dtype: Any, nu_dtype: Any, count: int) -> None:
+        self.storage, self.mu_dtype, self.nu_dtype = resolve(state_precision, mu_dtype, nu_dtype)
+        self.state_precision = state_precision
+        self.count = count
+
+    def init(self, params: Any) -> tuple[Any, ...]:
+        """Zero moments for ``params``."""
+        if self.storage is not None:
+            check_real(params, self.state_precision)
+            return tuple(self.storage.init(params, signed=i == 0) for i in range(self.count))
+        first = P.zeros_like(params, self.mu_dtype)
+        rest = (P.zeros_like(params, self.nu_dtype, real=True) for _ in range(1, self.count))
+        return (first, *rest)
+
+    def read(self, updates: Any, stored: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The stored moments as values to compute with, after checking the gradient tree."""
+        if self.storage is None:
+            V.check_tree_matches(updates, stored[0])
+            return tuple(stored)
+        check_tree_matches(updates, stored[0])
+        return tuple(self.storage.decode(s, updates, signed=i == 0) for i, s in enumerate(stored))
+
+    def write(self, values: tuple[Any, ...], count: jax.Array) -> tuple[Any, ...]:
+        """The updated moments in their stored form."""
+        if self.storage is None:
+            return tuple(values)
+        return tuple(
+            self.storage.encode(x, signed=i == 0, count=count, stream=i)
+            for i, x in enumerate(values)
+        )
