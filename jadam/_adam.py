@@ -12,7 +12,7 @@ from jadam import _primitives as P
 from jadam import _storage as S
 from jadam import _validation as V
 from jadam._alias import with_learning_rate
-from jadam._fused import _unfused, fused_adam
+from jadam._fused import fused_adam
 from jadam._nadam import scale_by_nadam
 from jadam._schedules import decayed_b1_correction
 
@@ -201,9 +201,9 @@ def adam(
         b1_decay=b1_decay,
     )
     tx = with_learning_rate(learning_rate, scaling)
-    if fused and (eps_form != "algorithm1" or b1_decay is not None):
-        return _unfused(tx)  # the kernel runs Algorithm 1's ε with a constant β1 only
     if fused:
+        # The kernel runs Algorithm 1's ε, a constant β1 and float32 moments only.
+        unsupported = (mu_dtype, nu_dtype, state_precision, b1_decay) != (None,) * 4
         return fused_adam(
             tx,
             learning_rate,
@@ -211,7 +211,7 @@ def adam(
             b2,
             eps,
             eps_root,
-            custom_storage=(mu_dtype, nu_dtype, state_precision) != (None, None, None),
+            unsupported=unsupported or eps_form != "algorithm1",
             bias_correction=bias_correction,
             nesterov=nesterov,
         )
@@ -320,7 +320,7 @@ def adamw(
             b2,
             eps,
             eps_root,
-            custom_storage=(mu_dtype, nu_dtype, state_precision) != (None, None, None),
+            unsupported=(mu_dtype, nu_dtype, state_precision) != (None, None, None),
             nesterov=nesterov,
             weight_decay=weight_decay,
             mask=mask,

@@ -107,5 +107,5 @@ def adamax(
     tx = with_learning_rate(learning_rate, scaling)
     if not fused:
         return tx
-    custom_storage = (mu_dtype, nu_dtype, state_precision) != (None, None, None)
-    return fused_adamax(tx, learning_rate, b1, b2, eps, custom_storage=custom_storage)
+    unsupported = (mu_dtype, nu_dtype, state_precision) != (None, None, None)
+    return fused_adamax(tx, learning_rate, b1, b2, eps, unsupported=unsupported)

@@ -371,14 +371,14 @@ def fused_adam(
     eps: Any,
     eps_root: Any,
     *,
-    custom_storage: bool = False,
+    unsupported: bool = False,
     bias_correction: bool = True,
     nesterov: bool = False,
     weight_decay: Any = None,
     mask: Any = None,
 ) -> FusedTransformation:
     """The fused twin of ``pure`` = ``jadam.adam``/``jadam.adamw`` with these arguments."""
-    if custom_storage or nesterov or callable(weight_decay):
+    if unsupported or nesterov or callable(weight_decay):
         return _unfused(pure)  # not covered by the kernel
     return _fused(
         _ADAM, pure, learning_rate, b1, b2, eps, eps_root, weight_decay, mask, bias_correction
@@ -392,11 +392,11 @@ def fused_adamax(
     b2: Any,
     eps: Any,
     *,
-    custom_storage: bool = False,
+    unsupported: bool = False,
 ) -> FusedTransformation:
     """The fused twin of ``pure`` = ``jadam.adamax`` with these arguments."""
-    if custom_storage:
-        return _unfused(pure)  # moments stored in another precision: not covered by the kernel
+    if unsupported:
+        return _unfused(pure)  # e.g. moments stored in another precision
     return _fused(_ADAMAX, pure, learning_rate, b1, b2, eps, 0.0, None, None, True)
 
 
