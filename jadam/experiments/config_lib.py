@@ -22,6 +22,9 @@ def base_config(figure: str, dataset: str, model: dict, title: str) -> ml_collec
     config.progress = True
     config.mesh = ""  # "data": data parallel over all local devices (batch_size divisible).
     config.max_consecutive_bad_steps = 0  # >0: skip non-finite steps, stop after this many.
+    # At each evaluation also the loss on the whole training set (evaluation mode: no dropout,
+    # the VAE's posterior mean), logged as train_set_loss.
+    config.eval_train_set = False
     config.runs = ml_collections.ConfigDict()
     config.plot = ml_collections.ConfigDict(
         {"kind": "curves", "title": title, "ylabel": "training cost", "yscale": "linear", "dpi": 80}
@@ -35,9 +38,14 @@ def run(
     schedule: str = "constant",
     setting: str = "",
     model=None,
+    state_precision: str = "float32",
     **hparams,
 ) -> ml_collections.ConfigDict:
-    """One run: an optimizer (``name``, α, schedule, hyperparameters) and per-run model settings."""
+    """One run: an optimizer (``name``, α, schedule, hyperparameters) and per-run model settings.
+
+    ``state_precision`` ("float32", "bfloat16" or "8bit") is how the optimizer stores its moments
+    (jadam's ``state_precision=``; Adam and AdaMax only).
+    """
     return ml_collections.ConfigDict(
         {
             "setting": setting,
@@ -45,6 +53,7 @@ def run(
                 "name": name,
                 "learning_rate": learning_rate,
                 "schedule": schedule,
+                "state_precision": state_precision,
                 "hparams": hparams,
             },
             "model": model or {},

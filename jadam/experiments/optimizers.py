@@ -2,8 +2,10 @@
 
 An optimizer entry of a config is a ``ConfigDict`` with ``name``, ``learning_rate`` (α),
 ``schedule`` ("constant" or "inverse_sqrt" for Section 4's α_t = α/√t) and optional
-hyperparameters in ``hparams``. Numeric hyperparameters are injected into the optimizer state
-with ``optax.inject_hyperparams``, so runs that differ only in them share one compiled step.
+hyperparameters in ``hparams``; ``state_precision`` ("float32" by default, "bfloat16" or "8bit")
+picks how Adam and AdaMax store their moments (jadam's ``state_precision=``). Numeric
+hyperparameters are injected into the optimizer state with ``optax.inject_hyperparams``, so runs
+that differ only in them share one compiled step.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ class Spec:
     static: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     label: str = ""
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    low_precision_state: bool = False  # Accepts state_precision other than "float32".
 
 
 OPTIMIZERS: dict[str, Spec] = {
-    "adam": Spec(jadam.adam, ("b1", "b2", "eps"), {"bias_correction": True}, "Adam"),
-    "adamax": Spec(jadam.adamax, ("b1", "b2", "eps"), {}, "AdaMax"),
+    "adam": Spec(
+        jadam.adam,
+        ("b1", "b2", "eps"),
+        {"bias_correction": True},
+        "Adam",
+        low_precision_state=True,
+    ),
+    "adamax": Spec(jadam.adamax, ("b1", "b2", "eps"), {}, "AdaMax", low_precision_state=True),
     "adagrad": Spec(jadam.adagrad, ("initial_accumulator_value", "eps"), {}, "AdaGrad"),
     "rmsprop": Spec(jadam.rmsprop, ("decay", "eps"), {}, "RMSProp"),
     "sgd_nesterov": Spec(
@@ -39,13 +48,19 @@ OPTIMIZERS: dict[str, Spec] = {
     "adadelta": Spec(jadam.adadelta, ("rho", "eps"), {}, "AdaDelta"),
 }
 SCHEDULES = ("constant", "inverse_sqrt")
+# Config value → jadam's state_precision= argument ("float32": the default float32 moments).
+STATE_PRECISIONS = {"float32": None, "bfloat16": "bfloat16", "8bit": "8bit"}
+_STATE_LABELS = {"bfloat16": "bfloat16 state", "8bit": "8-bit state"}
 
 
 def label(opt: Mapping[str, Any]) -> str:
-    """Display name of an optimizer entry, e.g. "Adam" or "Adam (no bias correction)"."""
+    """Display name of an optimizer entry, e.g. "Adam", "Adam (no bias correction)" or
+    "Adam (8-bit state)"."""
     text = OPTIMIZERS[opt["name"]].label
     if dict(opt.get("hparams") or {}).get("bias_correction") is False:
         text += " (no bias correction)"
+    if opt.get("state_precision", "float32") in _STATE_LABELS:
+        text += f" ({_STATE_LABELS[opt['state_precision']]})"
     return text
 
 
@@ -77,6 +92,20 @@ def _hparams(opt: Mapping[str, Any], where: str) -> tuple[Spec, dict[str, Any], 
     for key, value in static.items():
         if not isinstance(value, bool):
             raise ValueError(f"{where}.hparams.{key}: expected True or False, found {value!r}")
+    precision = opt.get("state_precision", "float32")
+    if not isinstance(precision, str) or precision not in STATE_PRECISIONS:
+        raise ValueError(
+            f"{where}.state_precision: unknown state precision {precision!r}; expected one of "
+            f"{list(STATE_PRECISIONS)}"
+        )
+    if STATE_PRECISIONS[precision] is not None:
+        if not spec.low_precision_state:
+            supported = sorted(n for n, s in OPTIMIZERS.items() if s.low_precision_state)
+            raise ValueError(
+                f"{where}.state_precision: {name!r} stores its state in float32 only, found "
+                f"{precision!r}; 'bfloat16' and '8bit' need one of {supported}"
+            )
+        static["state_precision"] = STATE_PRECISIONS[precision]
     return spec, numeric, static
 
 
@@ -93,12 +122,13 @@ def build(opt: Mapping[str, Any], where: str = "optimizer") -> optax.GradientTra
 
     Args:
       opt: mapping with ``name`` (one of :data:`OPTIMIZERS`), ``learning_rate`` (α > 0),
-        optional ``schedule`` ("constant" | "inverse_sqrt") and ``hparams``.
+        optional ``schedule`` ("constant" | "inverse_sqrt"), ``state_precision`` (one of
+        :data:`STATE_PRECISIONS`) and ``hparams``.
       where: the entry's position in the config, used in error messages.
 
     Raises:
-      ValueError: unknown name/schedule/hyperparameter, or a value jadam rejects; the message
-        names the config field.
+      ValueError: unknown name/schedule/state precision/hyperparameter, or a value jadam
+        rejects; the message names the config field.
 
     Example:
       >>> tx = build({"name": "adam", "learning_rate": 1e-3, "schedule": "inverse_sqrt"})

@@ -3,7 +3,8 @@
 ``plot_figure(config, records, path)`` draws one figure config's records:
 
 * ``curves``: training cost against "iterations over entire dataset" (epochs), one line per run
-  (Figures 1 and 2).
+  (Figures 1 and 2); ``plot.legend_state_bytes`` adds each run's optimizer-state bytes per
+  parameter to its legend entry.
 * ``curves_zoom``: the same in two panels, the first ``zoom_epochs`` epochs and the whole run
   (Figure 3).
 * ``vae_grid``: loss against log10(α) after a short and a long budget (rows), one column per β2,
@@ -50,9 +51,12 @@ def _by_run(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str,
     return runs
 
 
-def _label(records: Sequence[Mapping[str, Any]]) -> str:
+def _label(records: Sequence[Mapping[str, Any]], plot: Mapping[str, Any]) -> str:
     first = records[0]
-    return first["optimizer"] + (f" + {first['setting']}" if first.get("setting") else "")
+    text = first["optimizer"] + (f" + {first['setting']}" if first.get("setting") else "")
+    if plot.get("legend_state_bytes", False) and first.get("state_bytes_per_param"):
+        text += f": {first['state_bytes_per_param']:.2f} state bytes/param"
+    return text
 
 
 def _draw_curves(
@@ -69,7 +73,7 @@ def _draw_curves(
         (line,) = ax.plot(
             xs,
             ys,
-            label=_label(records),
+            label=_label(records, plot),
             color=COLORS.get(records[0]["optimizer"]),
             linestyle="--" if "dropout" in (records[0].get("setting") or "") else "-",
         )

@@ -141,6 +141,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"a multiple of the {devices} local devices with mesh={mesh!r}",
         config.batch_size,
     )
+    eval_train_set = config.get("eval_train_set", False)
+    _require(isinstance(eval_train_set, bool), "eval_train_set", "True or False", eval_train_set)
     bad = config.get("max_consecutive_bad_steps", 0)
     _require(
         isinstance(bad, int) and not isinstance(bad, bool) and bad >= 0,
@@ -398,23 +400,12 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         x_train, y_train = jax.device_put((x_train, y_train), replicated)
     bad_limit = config.get("max_consecutive_bad_steps", 0)
     eval_batch = min(config.get("eval_batch_size", 1000), len(dataset.test_y))
-    num_eval_batches = -(-len(dataset.test_y) // eval_batch)
-    pad = num_eval_batches * eval_batch - len(dataset.test_y)
-    test_x = np.concatenate(
-        [dataset.test_x, np.zeros((pad, *dataset.test_x.shape[1:]), dataset.test_x.dtype)]
+    test_batches = _eval_batches(dataset.test_x, dataset.test_y, eval_batch)
+    train_batches = (
+        _eval_batches(dataset.train_x, dataset.train_y, eval_batch)
+        if config.get("eval_train_set", False)
+        else None
     )
-    test_y = np.concatenate([dataset.test_y, np.zeros(pad, dataset.test_y.dtype)])
-    test_mask = np.concatenate(
-        [np.ones(len(dataset.test_y), np.float32), np.zeros(pad, np.float32)]
-    )
-    test_batches = [
-        (
-            jnp.asarray(test_x[i : i + eval_batch]),
-            jnp.asarray(test_y[i : i + eval_batch]),
-            jnp.asarray(test_mask[i : i + eval_batch]),
-        )
-        for i in range(0, len(test_y), eval_batch)
-    ]
 
     steps_per_epoch = len(dataset.train_y) // config.batch_size
     steps_per_call = config.get("steps_per_call", 0) or config.log_every
@@ -446,6 +437,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         if bad_limit:
             tx = jadam.skip_nonfinite(tx)
         state = (params, tx.init(params))
+        state_bytes = jadam.state_nbytes(state[1]) / sum(p.size for p in jax.tree.leaves(params))
         cache_key = (
             graphdef,
             optimizers.signature(run.optimizer),
@@ -478,6 +470,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
             "optimizer": optimizers.label(run.optimizer),
             "setting": run.get("setting", ""),
             "data": dataset.label,
+            "state_bytes_per_param": round(state_bytes, 4),
         }
 
         done_path = workdir / "runs" / f"{run_id}.json"
@@ -540,6 +533,11 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                     record["test_accuracy"] = round(
                         sum(float(t[1]) for t in totals) / len(dataset.test_y), 6
                     )
+                if train_batches is not None:
+                    totals = [evaluate(state[0], bx, by, bm) for bx, by, bm in train_batches]
+                    record["train_set_loss"] = _finite(
+                        sum(float(t[0]) for t in totals) / len(dataset.train_y)
+                    )
             log["records"].append(record)
             log["step"] = step
             # With skip_nonfinite (bad_limit > 0) a NaN chunk was skipped, not trained on.
@@ -569,6 +567,22 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
     return summary
 
 
+def _eval_batches(x: np.ndarray, y: np.ndarray, size: int) -> list[tuple[jax.Array, ...]]:
+    """(x, y, mask) batches of ``size`` examples; the last is zero-padded and masked."""
+    pad = -len(y) % size
+    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    mask = np.concatenate([np.ones(len(y), np.float32), np.zeros(pad, np.float32)])
+    y = np.concatenate([y, np.zeros(pad, y.dtype)])
+    return [
+        (
+            jnp.asarray(x[i : i + size]),
+            jnp.asarray(y[i : i + size]),
+            jnp.asarray(mask[i : i + size]),
+        )
+        for i in range(0, len(y), size)
+    ]
+
+
 def _stop_if_stuck(opt_state: Any, limit: int, run_id: str, step: int) -> None:
     """Raises ``FloatingPointError`` once ``limit`` steps in a row were skipped as non-finite."""
     consecutive, total = jadam.skip_counts(opt_state)
@@ -595,6 +609,7 @@ def _summarise(base: dict, log: dict, resumed_from: int) -> dict:
         "best_train_loss": min(losses) if losses else None,
         "test_loss": last.get("test_loss"),
         "test_accuracy": last.get("test_accuracy"),
+        "train_set_loss": last.get("train_set_loss"),
         "steps": log["step"],
         "resumed_from_step": resumed_from,
         "diverged": log["diverged"],

@@ -1,0 +1,143 @@
+"""Training quality by optimizer-state precision, measured with the experiments runner (issue 7).
+
+Trains configs/fig2_state_precision.py (Figure 2's MLP, Adam with float32, bfloat16 and 8-bit
+moments) and its ``:vae`` variant (Figure 4's VAE) for several seeds (the seed changes the
+initial parameters, the minibatch order, the dropout masks and the VAE noise; the runs of one
+seed share all of them) and reports the final loss on the whole training set in evaluation mode
+(``train_set_loss``: no dropout, the VAE's posterior mean). Δ is each run's relative difference
+to float32 of the same seed; the spread of float32 over seeds is the noise to compare it with.
+
+Usage:
+  python -m benchmarks.state_precision_training [--seeds 0,1,2,3,4] [--workdir DIR] [--smoke]
+
+Finished runs are kept in ``--workdir`` (default runs/state_precision) and reused. The tables go
+into a marked section of benchmarks/RESULTS_state_precision.md (``--out``) and are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jadam.experiments import train
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN = "<!-- state_precision_training.py: begin -->"
+END = "<!-- state_precision_training.py: end -->"
+MLP, VAE = "Figure 2 MLP (cross-entropy)", "Figure 4 VAE (negative ELBO, nats)"
+PROBLEMS = {"": MLP, "vae": VAE, "smoke": MLP, "vae_smoke": VAE}
+PRECISIONS = ("float32", "bfloat16", "8bit")
+
+
+def load_config(arg: str):
+    path = ROOT / "configs" / "fig2_state_precision.py"
+    spec = importlib.util.spec_from_file_location("fig2_state_precision", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def final_losses(arg: str, seed: int, workdir: Path) -> dict[str, dict]:
+    """{precision: summary row} of one seed (reused from ``workdir`` when already trained)."""
+    config = load_config(arg)
+    config.seed, config.progress = seed, False
+    rows = train.run_figure(config, workdir / f"{config.figure}_seed{seed}")
+    return {row["run"]: row for row in rows}
+
+
+def relative(value: float, base: float) -> float:
+    return 100.0 * (value - base) / base
+
+
+def problem_table(arg: str, seeds: list[int], workdir: Path) -> list[str]:
+    results = {seed: final_losses(arg, seed, workdir) for seed in seeds}
+    first = results[seeds[0]]
+    header = " | ".join(
+        f"{p} ({first[p]['state_bytes_per_param']:.2f} B/param)" for p in PRECISIONS
+    )
+    lines = [f"| seed | {header} |", "|---|---:|---:|---:|"]
+    losses = {p: np.array([results[s][p]["train_set_loss"] for s in seeds]) for p in PRECISIONS}
+    deltas = {p: 100.0 * (losses[p] - losses["float32"]) / losses["float32"] for p in PRECISIONS}
+    for i, seed in enumerate(seeds):
+        cells = [f"{losses['float32'][i]:.5g}"] + [
+            f"{losses[p][i]:.5g} ({deltas[p][i]:+.2f} %)" for p in PRECISIONS[1:]
+        ]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    n = len(seeds)
+    mean = {p: losses[p].mean() for p in PRECISIONS}
+    std = {p: losses[p].std(ddof=1) if n > 1 else float("nan") for p in PRECISIONS}
+    cells = [f"{mean['float32']:.5g} ± {std['float32']:.2g}"] + [
+        f"{mean[p]:.5g} ± {std[p]:.2g} ({relative(mean[p], mean['float32']):+.2f} %)"
+        for p in PRECISIONS[1:]
+    ]
+    lines.append("| mean ± std over seeds | " + " | ".join(cells) + " |")
+    cells = ["—"] + [
+        f"{deltas[p].mean():+.2f} % ± {deltas[p].std(ddof=1) / np.sqrt(n) if n > 1 else 0:.2f} %"
+        for p in PRECISIONS[1:]
+    ]
+    lines.append("| paired Δ: mean ± standard error | " + " | ".join(cells) + " |")
+    noise = 100.0 * std["float32"] / mean["float32"]
+    steps = first["float32"]["steps"]
+    return [
+        f"{PROBLEMS[arg]}, `configs/fig2_state_precision.py{':' + arg if arg else ''}`, "
+        f"{steps} steps, {first['float32']['data']}:",
+        "",
+        *lines,
+        "",
+        f"float32's own seed-to-seed spread: {noise:.1f} % of its mean (std/mean).",
+        "",
+    ]
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replaces the marked section of ``path`` (appends it if absent)."""
+    old = path.read_text() if path.exists() else ""
+    block = f"{BEGIN}\n{text}\n{END}\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    path.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--workdir", default="runs/state_precision")
+    parser.add_argument("--smoke", action="store_true", help="the configs' tiny variants")
+    parser.add_argument(
+        "--out", default=str(Path(__file__).with_name("RESULTS_state_precision.md"))
+    )
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    workdir = Path(args.workdir)
+    problems = ["smoke", "vae_smoke"] if args.smoke else ["", "vae"]
+    lines = [
+        "## Training quality with the experiments runner (Figure 2 MLP, Figure 4 VAE)",
+        "",
+        f"Command: `python -m benchmarks.state_precision_training --seeds {args.seeds}"
+        f"{' --smoke' if args.smoke else ''}`; {os.cpu_count()} CPU cores, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "Final loss on the whole training set in evaluation mode (no dropout; VAE: posterior "
+        "mean) after the configs' full training; Adam with the figure's hyperparameters, only "
+        "`state_precision` differs. Runs of one seed share initial parameters, minibatches, "
+        "dropout masks and VAE noise. Δ: relative to float32 of the same seed.",
+        "",
+    ]
+    for arg in problems:
+        lines += problem_table(arg, seeds, workdir)
+    text = "\n".join(lines).rstrip("\n")
+    if not args.smoke:
+        write_section(Path(args.out), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
