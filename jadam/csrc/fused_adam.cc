@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cfloat>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -90,11 +89,6 @@ JADAM_ALWAYS_INLINE inline float MulAdd(float x, float y, float z) {
   }
 }
 
-// A moment clipped to ±FLT_MAX, as the pure path's saturating cast does (NaN stays NaN).
-JADAM_ALWAYS_INLINE inline float Saturate(float x) {
-  return x > FLT_MAX ? FLT_MAX : (x < -FLT_MAX ? -FLT_MAX : x);
-}
-
 // One leaf, elements [begin, end). The order of operations is that of the pure-JAX path
 // after XLA's rewrites: a division by a broadcast scalar becomes a multiplication by its
 // reciprocal (so the bias corrections arrive inverted) and a·b + c·d contracts to
@@ -109,14 +103,14 @@ JADAM_ALWAYS_INLINE inline void UpdateBody(const Leaf& leaf, size_t begin, size_
   float* __restrict u = leaf.u;
   for (size_t i = begin; i < end; ++i) {
     const float gi = g[i];
-    const float mi = Saturate(MulAdd<kFma>(m[i], c.b1, gi * c.omb1));
+    const float mi = MulAdd<kFma>(m[i], c.b1, gi * c.omb1);
     float vi;
     float denom;
     if constexpr (kAlgo == kAdam) {
-      vi = Saturate(MulAdd<kFma>(v[i], c.b2, (gi * gi) * c.omb2));
+      vi = MulAdd<kFma>(v[i], c.b2, (gi * gi) * c.omb2);
       denom = std::sqrt(MulAdd<kFma>(vi, c.ibc2, c.eps_root)) + c.eps;
     } else {
-      vi = Saturate(NanMax(v[i] * c.b2, std::fabs(gi)));
+      vi = NanMax(v[i] * c.b2, std::fabs(gi));
       denom = vi + c.eps;
     }
     const float q = (mi * c.ibc1) / denom;
