@@ -1,5 +1,7 @@
 """Every figure of the paper (Kingma & Ba 2015, Figures 1–4) at the default size.
 
+Plus fig2_state_precision (jadam's optimizer-state precision on Figure 2's MLP, about 1 minute).
+
 ``python -m jadam.experiments --config=configs/paper.py --workdir=runs/paper`` writes
 ``runs/paper/<figure>/`` per figure (metrics.jsonl, summary.json, PNG, checkpoints) and the
 combined ``runs/paper/metrics.jsonl``, ``summary.json`` and PNGs. ``configs/paper.py:smoke``
@@ -18,6 +20,7 @@ FIGURES = (
     "fig2_mlp",
     "fig3_cnn",
     "fig4_vae_bias_correction",
+    "fig2_state_precision",  # Not in the paper: Adam's state in float32, bfloat16 and 8 bits.
 )
 
 

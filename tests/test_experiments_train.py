@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 pytest.importorskip("flax")
@@ -20,6 +22,7 @@ FIGURES = (
     "fig2_mlp",
     "fig3_cnn",
     "fig4_vae_bias_correction",
+    "fig2_state_precision",
 )
 RECORD_KEYS = {"figure", "run", "optimizer", "setting", "data", "step", "epoch", "train_loss"}
 SUMMARY_KEYS = {
@@ -32,6 +35,8 @@ SUMMARY_KEYS = {
     "best_train_loss",
     "test_loss",
     "test_accuracy",
+    "train_set_loss",
+    "state_bytes_per_param",
     "steps",
     "resumed_from_step",
     "steps_per_second",
@@ -233,3 +238,61 @@ def test_command_line(tmp_path):
         p.name for p in tmp_path.iterdir()
     }
     assert "loss=" in result.stderr  # the progress bar shows the current loss
+
+
+def test_state_precision_config_trains_float32_bfloat16_and_8bit_state(tmp_path):
+    """The smoke run of fig2_state_precision: labels, bytes per parameter, whole-set losses."""
+    config = get_config("fig2_state_precision")
+    rows = {row["run"]: row for row in train.train_and_evaluate(config, tmp_path / "run")}
+    assert {run: row["optimizer"] for run, row in rows.items()} == {
+        "float32": "Adam",
+        "bfloat16": "Adam (bfloat16 state)",
+        "8bit": "Adam (8-bit state)",
+    }
+    bytes_per_param = {run: row["state_bytes_per_param"] for run, row in rows.items()}
+    assert bytes_per_param["float32"] == pytest.approx(8.0, abs=0.01)
+    assert bytes_per_param["bfloat16"] == pytest.approx(4.0, abs=0.01)
+    assert 2.0 < bytes_per_param["8bit"] < 2.2  # (64, 64) MLP: its biases stay float32
+    losses = {run: row["train_set_loss"] for run, row in rows.items()}
+    for run in ("bfloat16", "8bit"):  # Low-precision state trains like float32 (24 steps).
+        assert losses[run] == pytest.approx(losses["float32"], rel=0.05), losses
+    assert rows["float32"]["train_set_loss"] < 2.3  # below chance level, ln(10)
+
+
+@pytest.mark.parametrize("arg", ["", "smoke", "vae", "vae_smoke"])
+def test_state_precision_config_variants_are_valid(arg):
+    config = get_config("fig2_state_precision", arg)
+    train.validate(config)
+    assert sorted(config.runs) == ["8bit", "bfloat16", "float32"]
+    size = "smoke" if arg.endswith("smoke") else ""
+    reference = get_config("fig4_vae_bias_correction" if "vae" in arg else "fig2_mlp", size)
+    assert config.model == reference.model and config.num_epochs == reference.num_epochs
+    assert config.runs["8bit"].optimizer.state_precision == "8bit"
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "8bit"])
+def test_state_precision_switch_builds_jadam_state(precision):
+    opt = {"name": "adam", "learning_rate": 1e-3, "state_precision": precision}
+    state = optimizers.build(opt).init({"w": jnp.zeros((64, 128))})
+    dtypes = {str(leaf.dtype) for leaf in jax.tree.leaves(state.inner_state)}
+    expected = {"float32": "float32", "bfloat16": "bfloat16", "8bit": "uint8"}[precision]
+    assert expected in dtypes
+
+
+def test_invalid_state_precision_is_a_clear_error(tmp_path):
+    config = get_config("fig2_mlp")
+    config.runs.adam.optimizer.state_precision = "int4"
+    with pytest.raises(
+        ValueError,
+        match=r"config.runs.adam.optimizer.state_precision: unknown state precision 'int4'; "
+        r"expected one of \['float32', 'bfloat16', '8bit'\]",
+    ):
+        train.train_and_evaluate(config, tmp_path)
+    with pytest.raises(
+        ValueError,
+        match=r"optimizer.state_precision: 'adagrad' stores its state in float32 only, found "
+        r"'8bit'; 'bfloat16' and '8bit' need one of \['adam', 'adamax'\]",
+    ):
+        optimizers.build({"name": "adagrad", "learning_rate": 0.1, "state_precision": "8bit"})
+    with pytest.raises(ValueError, match="unknown config argument 'tiny'"):
+        get_config("fig2_state_precision", "tiny")
