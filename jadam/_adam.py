@@ -144,7 +144,7 @@ def scale_by_adam(
             scale, divisor = P.sqrt(nu, eps_root), 1.0
         else:
             scale = P.sqrt(nu_hat, eps_root)
-        scale = S.floor_denominator(scale, stored_nu, divisor)
+        scale = S.floor_denominator(scale, stored_nu, nu, divisor)
         direction = P.normalize(mu_hat, scale, outer_eps, like=updates)
         return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
 

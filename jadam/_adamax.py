@@ -74,7 +74,7 @@ def scale_by_adamax(
         nu = P.update_infinity_norm(updates, nu, b2)
         stored_mu, stored_nu = moments.write((mu, nu), count)
         mu_hat = P.bias_correction(mu, b1, count)
-        scale = S.floor_denominator(nu, stored_nu, root=False)
+        scale = S.floor_denominator(nu, stored_nu, nu, root=False)
         direction = P.normalize(mu_hat, scale, eps, like=updates)
         return direction, ScaleByAdamaxState(count=count, mu=stored_mu, nu=stored_nu)
 

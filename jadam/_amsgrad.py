@@ -106,7 +106,7 @@ def scale_by_amsgrad(
             scale = P.sqrt(raw_max, eps_root)
         else:
             scale = P.sqrt(nu_max_hat, eps_root)
-        scale = S.floor_denominator(scale, stored[2], divisor)
+        scale = S.floor_denominator(scale, stored[2], nu_max, divisor)
         direction = P.normalize(mu_hat, scale, outer_eps, like=updates)
         return direction, ScaleByAmsgradState(count, *stored)
 

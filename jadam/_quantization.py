@@ -54,7 +54,7 @@ def largest_code(signed: bool) -> float:
     return 1.0 - 2.0 ** -(mantissa_bits(signed) + 1)
 
 
-_SCALE_BYTES = 4
+SCALE_BYTES = 4
 
 
 def _is_leaf(x: Any) -> bool:
@@ -68,8 +68,8 @@ def is_quantized(leaf: Any) -> bool:
 
 def unpack(packed: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(codes uint8 (num_blocks, block_size), scales float32 (num_blocks,)) of a packed leaf."""
-    codes = packed[:, :-_SCALE_BYTES]
-    scales = jax.lax.bitcast_convert_type(packed[:, -_SCALE_BYTES:], jnp.float32)
+    codes = packed[:, :-SCALE_BYTES]
+    scales = jax.lax.bitcast_convert_type(packed[:, -SCALE_BYTES:], jnp.float32)
     return codes, scales
 
 
@@ -81,7 +81,7 @@ def pack(codes: jax.Array, scales: jax.Array) -> jax.Array:
 
 def packed_shape(size: int, block_size: int) -> tuple[int, int]:
     """Shape of the packed leaf holding ``size`` values."""
-    return max(1, math.ceil(size / block_size)), block_size + _SCALE_BYTES
+    return max(1, math.ceil(size / block_size)), block_size + SCALE_BYTES
 
 
 def _encode_magnitude(y: jax.Array, signed: bool, bits: jax.Array | None) -> jax.Array:
@@ -133,6 +133,25 @@ def code_values(signed: bool) -> np.ndarray:
     return np.where(np.arange(256) >= 128, -magnitude, magnitude) if signed else magnitude
 
 
+def _blocks(x: jax.Array, block_size: int) -> jax.Array:
+    """``x`` flattened, zero-padded and reshaped to (num_blocks, block_size), as float32."""
+    x = jnp.asarray(x, jnp.float32).reshape(-1)
+    num_blocks = max(1, math.ceil(x.size / block_size))
+    return jnp.pad(x, (0, num_blocks * block_size - x.size)).reshape(num_blocks, block_size)
+
+
+def block_absmax(x: jax.Array, block_size: int, *, signed: bool = True) -> jax.Array:
+    """The float32 absmax of each block of ``x``: the scales :func:`quantize` stores.
+
+    Computed as max(max x, −min x) (just max x when ``signed`` is False: x ≥ 0), not as
+    max |x|: XLA then keeps x itself in memory for the reduction and the encoding reads it
+    back, instead of storing |x| and recomputing x (decoding the old codes) for the encoding.
+    """
+    blocks = _blocks(x, block_size)
+    largest = jnp.max(blocks, axis=1)
+    return jnp.maximum(largest, -jnp.min(blocks, axis=1)) if signed else largest
+
+
 def quantize(
     x: jax.Array, *, signed: bool, block_size: int, bits: jax.Array | None = None
 ) -> jax.Array:
@@ -153,10 +172,8 @@ def quantize(
     >>> packed.shape, unpack(packed)[1]
     ((2, 6), Array([1.  , 0.25], dtype=float32))
     """
-    x = jnp.asarray(x, jnp.float32).reshape(-1)
-    num_blocks = max(1, math.ceil(x.size / block_size))
-    blocks = jnp.pad(x, (0, num_blocks * block_size - x.size)).reshape(num_blocks, block_size)
-    scales = jnp.max(jnp.abs(blocks), axis=1)
+    blocks = _blocks(x, block_size)
+    scales = block_absmax(x, block_size, signed=signed)
     factor = jnp.float32(largest_code(signed)) / jnp.where(scales > 0, scales, 1)
     normalized = jnp.abs(blocks) * factor[:, None]
     code = _encode_magnitude(normalized, signed, bits)

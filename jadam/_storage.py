@@ -16,7 +16,7 @@ import numpy as np
 from jadam import _primitives as P
 from jadam import _validation as V
 from jadam._precision import StochasticRounding
-from jadam._quantization import Blockwise8bit, code_values, is_quantized, unpack
+from jadam._quantization import SCALE_BYTES, Blockwise8bit, block_absmax, code_values, is_quantized
 
 STATE_PRECISIONS = ("float32", "bfloat16", "float16", "8bit")
 
@@ -95,7 +95,9 @@ def check_tree_matches(updates: Any, stored: Any) -> None:
             )
 
 
-def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool = True) -> Any:
+def floor_denominator(
+    scale: Any, stored: Any, values: Any, divisor: Any = 1.0, *, root: bool = True
+) -> Any:
     """Keeps the denominator s_t at or above what the stored second moment can resolve.
 
     A float16 v_t below its smallest subnormal (6e-8), or an 8-bit v_t below the smallest code
@@ -103,17 +105,22 @@ def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool
     Inf in a float16 update, a huge step in 8 bits). So s_t ≥ √(resolution / d), with d = 1 − β2^t
     the bias correction applied to v_t (1 without it); ``root=False`` (AdaMax's u_t) gives
     s_t ≥ resolution. Leaves stored otherwise are returned unchanged.
+
+    ``stored`` (the new stored v_t) only tells the storage format; the 8-bit absmax is taken from
+    the float32 ``values`` of v_t (the same number), so the step does not wait for the stored
+    bytes and XLA can write them in place of the old ones without a copy.
     """
     tiny16 = float(jnp.finfo(jnp.float16).smallest_subnormal)
     smallest_code = float(code_values(signed=False)[1])
 
-    def leaf(s, v):
+    def leaf(s, v, x):
         if s is None:
             return s
         if is_quantized(v):
-            codes, scales = unpack(v)
-            per_value = jnp.broadcast_to(scales[:, None], codes.shape).reshape(-1)
-            resolution = smallest_code * per_value[: s.size].reshape(s.shape)
+            blocks, row = v.shape
+            scales = block_absmax(x, row - SCALE_BYTES, signed=False)
+            per_value = jnp.broadcast_to(scales[:, None], (blocks, row - SCALE_BYTES))
+            resolution = smallest_code * per_value.reshape(-1)[: s.size].reshape(s.shape)
         elif getattr(v, "dtype", None) == jnp.float16:
             resolution = jnp.asarray(tiny16, jnp.float32)
         else:
@@ -121,7 +128,7 @@ def floor_denominator(scale: Any, stored: Any, divisor: Any = 1.0, *, root: bool
         floor = jnp.sqrt(resolution / divisor) if root else resolution
         return jnp.maximum(s, floor.astype(s.dtype))
 
-    return jax.tree.map(leaf, scale, stored, is_leaf=lambda x: x is None)
+    return jax.tree.map(leaf, scale, stored, values, is_leaf=lambda x: x is None)
 
 
 class Moments:
