@@ -35,6 +35,9 @@ import optax
 import jadam
 
 PRECISIONS = {"float32": None, "bfloat16": "bfloat16", "8bit": "8bit"}
+# The report's tail from BEGIN on is written by state_precision_training.py; kept on rewrite.
+BEGIN = "<!-- state_precision_training.py: begin -->"
+END = "<!-- state_precision_training.py: end -->"
 
 
 # --------------------------------------------------------------------------- bytes per param
@@ -325,8 +328,12 @@ def main():
             "",
         ]
     text = "\n".join(lines)
-    Path(args.out).write_text(text)
     print(text)
+    out = Path(args.out)
+    previous = out.read_text() if out.exists() else ""
+    if BEGIN in previous:  # Keep the experiments-runner section (and notes after it).
+        text = text.rstrip("\n") + "\n\n" + previous[previous.index(BEGIN) :]
+    out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import state_precision
 from jadam.experiments import train
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN = "<!-- state_precision_training.py: begin -->"
-END = "<!-- state_precision_training.py: end -->"
+BEGIN, END = state_precision.BEGIN, state_precision.END
 MLP, VAE = "Figure 2 MLP (cross-entropy)", "Figure 4 VAE (negative ELBO, nats)"
 PROBLEMS = {"": MLP, "vae": VAE, "smoke": MLP, "vae_smoke": VAE}
 PRECISIONS = ("float32", "bfloat16", "8bit")
@@ -54,14 +54,21 @@ def relative(value: float, base: float) -> float:
     return 100.0 * (value - base) / base
 
 
-def problem_table(arg: str, seeds: list[int], workdir: Path) -> list[str]:
-    results = {seed: final_losses(arg, seed, workdir) for seed in seeds}
+METRICS = {
+    "train_set_loss": "loss on the whole training set after the last step, evaluation mode",
+    "final_train_loss": "training cost of the last logged epoch chunk (mean minibatch loss, "
+    "with dropout / VAE noise: the curve the figure plots)",
+}
+
+
+def metric_rows(results: dict[int, dict], seeds: list[int], metric: str) -> list[str]:
+    """Per-seed values and Δ to float32, their means, and the paired Δ's standard error."""
     first = results[seeds[0]]
     header = " | ".join(
         f"{p} ({first[p]['state_bytes_per_param']:.2f} B/param)" for p in PRECISIONS
     )
     lines = [f"| seed | {header} |", "|---|---:|---:|---:|"]
-    losses = {p: np.array([results[s][p]["train_set_loss"] for s in seeds]) for p in PRECISIONS}
+    losses = {p: np.array([results[s][p][metric] for s in seeds]) for p in PRECISIONS}
     deltas = {p: 100.0 * (losses[p] - losses["float32"]) / losses["float32"] for p in PRECISIONS}
     for i, seed in enumerate(seeds):
         cells = [f"{losses['float32'][i]:.5g}"] + [
@@ -82,16 +89,28 @@ def problem_table(arg: str, seeds: list[int], workdir: Path) -> list[str]:
     ]
     lines.append("| paired Δ: mean ± standard error | " + " | ".join(cells) + " |")
     noise = 100.0 * std["float32"] / mean["float32"]
-    steps = first["float32"]["steps"]
     return [
-        f"{PROBLEMS[arg]}, `configs/fig2_state_precision.py{':' + arg if arg else ''}`, "
-        f"{steps} steps, {first['float32']['data']}:",
+        f"{METRICS[metric]}:",
         "",
         *lines,
         "",
         f"float32's own seed-to-seed spread: {noise:.1f} % of its mean (std/mean).",
         "",
     ]
+
+
+def problem_table(arg: str, seeds: list[int], workdir: Path) -> list[str]:
+    results = {seed: final_losses(arg, seed, workdir) for seed in seeds}
+    first = results[seeds[0]]["float32"]
+    lines = [
+        f"### {PROBLEMS[arg]}, `configs/fig2_state_precision.py{':' + arg if arg else ''}`",
+        "",
+        f"{first['steps']} steps, {first['data']}.",
+        "",
+    ]
+    for metric in METRICS:
+        lines += metric_rows(results, seeds, metric)
+    return lines
 
 
 def write_section(path: Path, text: str) -> None:

@@ -9,7 +9,8 @@ each into ``workdir/<figure>``.
 Per step: a mini-batch is gathered on the device from a per-epoch permutation, the loss and its
 gradient are computed, and the jadam optimizer is applied. ``log_every`` steps are fused into one
 jitted ``lax.scan`` whose train state is donated. After each chunk a point is logged (mean
-training loss over the chunk, and test metrics); every ``checkpoint_every`` steps the train state
+training loss over the chunk, and test metrics; with ``eval_train_set`` also the loss on the
+whole training set in evaluation mode); every ``checkpoint_every`` steps the train state
 and the log so far are saved with orbax, so a restarted run continues where it stopped and
 writes the same ``metrics.jsonl``.
 """
