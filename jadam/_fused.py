@@ -329,6 +329,8 @@ def _packable(x: Any) -> bool:
             return jax.default_backend() == "cpu"
         devices = sharding.device_set
         return len(devices) == 1 and next(iter(devices)).platform == "cpu"
+    if isinstance(x, jax.core.Tracer):  # e.g. jax.eval_shape(tx.init, sharded_params)
+        return jax.device_count() == 1 and jax.default_backend() == "cpu"
     return _on_one_cpu_device(x)
 
 

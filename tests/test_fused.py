@@ -282,6 +282,11 @@ def test_sharded_arrays_fall_back_in_a_multi_device_process():
         grads = jax.device_put(jnp.linspace(3, -3, 64), sharding)
         fused, pure = jadam.adam(1e-2, fused=True), jadam.adam(1e-2)
         state = fused.init(params)
+        assert not isinstance(state[0], jadam.PackedAdamState)  # sharded: per-leaf moments
+        abstract = jax.eval_shape(fused.init, params)
+        assert not isinstance(abstract[0], jadam.PackedAdamState)
+        placed = jadam.init_sharded(fused, params)
+        assert placed[0].mu.sharding.is_equivalent_to(sharding, 1)
         step = jax.jit(fused.apply_gradients)
         assert "jadam_fused_adam" not in step.lower(params, grads, state).as_text()
         new, _ = step(params, grads, state)
