@@ -6,7 +6,6 @@ config fields with ``--config.num_epochs=3``; pick a config's tiny variant with
 one-line ``error: ...`` naming the key and what is allowed, and exit status 1.
 """
 
-import re
 import sys
 
 import ml_collections
@@ -26,31 +25,11 @@ def _exit(message: str) -> None:
     sys.exit("error: " + " ".join(str(message).split()))  # One line on stderr, exit status 1.
 
 
-def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-    """absl's flag parsing, with a one-line error for a bad ``--config`` or override."""
+def _parse_flags(argv: list[str]) -> list[str]:
     try:
-        return flag_values(argv)
-    except flags.Error as error:  # e.g. --config.batch_size=abc: says what the config holds.
-        message = str(error)
-        if "Traceback (most recent call last)" in message:  # get_config raised: its last line.
-            message = message.split(": Error whilst", 1)[0] + ": " + message.splitlines()[-1]
-        match = re.match(r"flag --config\.([\w.]+)=", message)
-        config = flag_values["config"].value if match else None
-        if config is not None:
-            current = config
-            for key in match.group(1).split("."):
-                current = current[key]
-            message += f"; config.{match.group(1)} is {type(current).__name__} {current!r}"
-        _exit(message)
-    except (AttributeError, KeyError) as error:  # An override of a key the config lacks.
-        spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-        explained = None
-        if spec is not None:
-            try:
-                explained = config_check.unknown_override(config_check.load_config_file(spec), argv)
-            except Exception:
-                explained = None
-        _exit(explained or f"--config override: {error}")
+        return config_check.parse_flags(argv, flags.FLAGS)
+    except config_check.ConfigError as error:
+        _exit(error)
 
 
 def main(argv: list[str]) -> None:
@@ -70,4 +49,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=_parse_flags)

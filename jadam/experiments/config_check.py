@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from absl import flags
 
 from jadam.experiments import optimizers
 
@@ -148,62 +149,85 @@ def _is(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
+def _show(value: Any) -> str:
+    """A one-line, bounded repr (a ConfigDict's own repr is multi-line YAML)."""
+    if isinstance(value, ml_collections.ConfigDict):
+        value = value.to_dict()
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _is_group(value: Any) -> bool:
     return isinstance(value, (ml_collections.ConfigDict, Mapping))
 
 
-def _check_value(path: str, value: Any, rule: Rule) -> None:
+def _check_value(path: str, value: Any, rule: Rule, context: str = "") -> None:
+    """``context`` (e.g. "with config.model.kind='mlp'") is added to the message."""
+    context = f" {context}" if context else ""
     if not _is(value, rule.types):
-        raise ConfigTypeError(f"{path}: expected {rule.expected}, found {value!r}")
+        raise ConfigTypeError(f"{path}: expected {rule.expected}{context}, found {_show(value)}")
     try:
         ok = rule.valid(value)
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
-        raise ConfigError(f"{path}: expected {rule.expected}, found {value!r}")
+        raise ConfigError(f"{path}: expected {rule.expected}{context}, found {_show(value)}")
 
 
-def _check_keys(path: str, group: Any, required: Mapping, optional: Mapping | None = None) -> None:
+def _check_keys(
+    path: str, group: Any, required: Mapping, optional: Mapping | None = None, context: str = ""
+) -> None:
     """The group's keys: each in ``required`` or ``optional``, all of ``required`` present."""
+    context = f" {context}" if context else ""
     if not _is_group(group):
         raise ConfigTypeError(
-            f"{path}: expected a config group with keys {sorted(required)}, found {group!r}"
+            f"{path}: expected a config group with keys {sorted(required)}{context}, "
+            f"found {_show(group)}"
         )
     allowed = sorted({*required, *(optional or {})})
     for key in group.keys():
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{path}.{key}: unknown key; expected one of {allowed}{hint}")
+            raise ConfigError(
+                f"{path}.{key}: unknown key; expected one of {allowed}{context}{hint}"
+            )
     for key in required:
         if key not in group:
-            raise ConfigError(f"{path}.{key}: missing; {path} needs the keys {sorted(required)}")
+            raise ConfigError(
+                f"{path}.{key}: missing; {path} needs the keys {sorted(required)}{context}"
+            )
 
 
-def _check_fields(path: str, group: Any, rules: Mapping[str, Any]) -> None:
+def _check_fields(path: str, group: Any, rules: Mapping[str, Any], context: str = "") -> None:
     for key, rule in rules.items():
         if isinstance(rule, Rule) and key in group:
-            _check_value(f"{path}.{key}", group[key], rule)
+            _check_value(f"{path}.{key}", group[key], rule, context)
 
 
 # ----------------------------------------------------------------------------- figure configs
 def _check_model(path: str, model: Any) -> str:
     if not _is_group(model):
-        raise ConfigTypeError(f"{path}: expected a config group with a 'kind', found {model!r}")
+        raise ConfigTypeError(
+            f"{path}: expected a config group with a 'kind', found {_show(model)}"
+        )
     _check_value(f"{path}.kind", model.get("kind"), _choice(*MODEL_KEYS))
     kind = model["kind"]
-    _check_keys(path, model, {"kind": None, **MODEL_KEYS[kind]})
-    _check_fields(path, model, MODEL_KEYS[kind])
+    context = f"with {path}.kind={kind!r}"
+    _check_keys(path, model, {"kind": None, **MODEL_KEYS[kind]}, context=context)
+    _check_fields(path, model, MODEL_KEYS[kind], context)
     return kind
 
 
-def _check_run(path: str, run: Any, kind: str, plot_kind: str) -> None:
+def _check_run(path: str, run: Any, figure: str, kind: str, plot_kind: str) -> None:
+    """One entry of ``runs``; ``figure`` is the figure config's path, e.g. "config"."""
     _check_keys(path, run, {"optimizer": None}, {"setting": None, "model": None})
     if "setting" in run:
         _check_value(f"{path}.setting", run["setting"], STRING)
     if "model" in run:  # Per-run model settings (e.g. dropout) of the figure's model kind.
-        _check_keys(f"{path}.model", run["model"], {}, MODEL_KEYS[kind])
-        _check_fields(f"{path}.model", run["model"], MODEL_KEYS[kind])
+        context = f"with {figure}.model.kind={kind!r}"
+        _check_keys(f"{path}.model", run["model"], {}, MODEL_KEYS[kind], context)
+        _check_fields(f"{path}.model", run["model"], MODEL_KEYS[kind], context)
     opt, where = run["optimizer"], f"{path}.optimizer"
     _check_keys(
         where, opt, {"name": None, "learning_rate": None}, {"schedule": None, "hparams": None}
@@ -218,13 +242,15 @@ def _check_run(path: str, run: Any, kind: str, plot_kind: str) -> None:
         **{name: Rule("a real number", _REAL) for name in spec.numeric},
         **{name: BOOL for name in spec.static},
     }
-    _check_keys(f"{where}.hparams", hparams, {}, rules)
+    context = f"with {where}.name={opt['name']!r}"
+    _check_keys(f"{where}.hparams", hparams, {}, rules, context)
     _check_fields(f"{where}.hparams", hparams, rules)
-    if plot_kind == "vae_grid" and not {"b1", "b2"} <= set(hparams):
-        raise ConfigError(
-            f"{where}.hparams: expected b1 and b2 (plot.kind 'vae_grid' plots by them), "
-            f"found {dict(hparams)!r}"
-        )
+    for name in ("b1", "b2") if plot_kind == "vae_grid" else ():
+        if name not in hparams:
+            raise ConfigError(
+                f"{where}.hparams.{name}: missing; {figure}.plot.kind='vae_grid' plots runs "
+                "by b1 and b2"
+            )
     try:  # Ranges of hyperparameters: jadam's own eager checks ("b2 must be in [0, 1), ...").
         optimizers.build(opt, where=where)
     except (ValueError, TypeError) as error:
@@ -244,17 +270,17 @@ def check_figure_config(config: Any, path: str = "config") -> None:
     plot_kind = config["plot"]["kind"]
     needed = {"curves_zoom": "zoom_epochs", "vae_grid": "budgets_epochs"}.get(plot_kind)
     if needed and needed not in config["plot"]:
-        raise ConfigError(f"{path}.plot.{needed}: missing; plot.kind {plot_kind!r} needs it")
+        raise ConfigError(f"{path}.plot.{needed}: missing; {path}.plot.kind={plot_kind!r} needs it")
     runs = config["runs"]
     if not _is_group(runs) or not runs:
-        raise ConfigError(f"{path}.runs: expected at least one run, found {runs!r}")
+        raise ConfigError(f"{path}.runs: expected at least one run, found {_show(runs)}")
     for run_id in runs.keys():
         if not RUN_ID.fullmatch(str(run_id)):
             raise ConfigError(
                 f"{path}.runs.{run_id}: expected a run name of letters, digits, '_' and '-' "
-                f"(it names files), found {run_id!r}"
+                f"(it names files), found {_show(run_id)}"
             )
-        _check_run(f"{path}.runs.{run_id}", runs[run_id], kind, plot_kind)
+        _check_run(f"{path}.runs.{run_id}", runs[run_id], path, kind, plot_kind)
     log_every = config["log_every"]
     for key in ("eval_every", "checkpoint_every"):
         if config[key] % log_every:
@@ -285,14 +311,16 @@ def check_config(config: Any) -> None:
         message is one line: ``config.<key path>: expected <what is allowed>, found <value>``.
     """
     if not _is_group(config):
-        raise ConfigTypeError(f"config: expected a ConfigDict, found {config!r}")
-    if "figures" not in config:
+        raise ConfigTypeError(f"config: expected a ConfigDict, found {_show(config)}")
+    if "figures" not in config and "only" not in config:
         check_figure_config(config)
         return
     _check_keys("config", config, {"only": None, "figures": None})
     figures = config["figures"]
     if not _is_group(figures) or not figures:
-        raise ConfigError(f"config.figures: expected at least one figure config, found {figures!r}")
+        raise ConfigError(
+            f"config.figures: expected at least one figure config, found {_show(figures)}"
+        )
     _check_value("config.only", config["only"], STRING)
     names = [n.strip() for n in config["only"].split(",") if n.strip()]
     unknown = [n for n in names if n not in figures]
@@ -301,7 +329,7 @@ def check_config(config: Any) -> None:
             f"config.only: expected comma-separated names from {sorted(figures)}, "
             f"found {config['only']!r}"
         )
-    for name in names or list(figures):
+    for name in figures.keys():  # All of them, also those ``only`` leaves out.
         check_figure_config(figures[name], f"config.figures.{name}")
 
 
@@ -327,7 +355,7 @@ def unknown_override(config: Any, argv: list[str], name: str = "config") -> str 
         for key in match.group(1).split("."):
             if not _is_group(group) or key not in group:
                 if not _is_group(group):
-                    return f"--{where}.{key}: unknown key; {where} is {group!r}, not a group"
+                    return f"--{where}.{key}: unknown key; {where} is {_show(group)}, not a group"
                 keys = sorted(group.keys())
                 if not keys:
                     return (
@@ -339,3 +367,33 @@ def unknown_override(config: Any, argv: list[str], name: str = "config") -> str 
                 return f"--{where}.{key}: unknown key; expected one of {keys}{hint}"
             group, where = group[key], f"{where}.{key}"
     return None
+
+
+def parse_flags(argv: list[str], flag_values: flags.FlagValues) -> list[str]:
+    """Parses ``argv`` like absl; a bad ``--config`` or override raises a one-line ConfigError.
+
+    ``flag_values`` holds a ``config`` flag from ``config_flags.DEFINE_config_file``.
+    """
+    try:
+        return flag_values(argv)
+    except flags.Error as error:  # e.g. --config.batch_size=abc: says what the config holds.
+        message = str(error)
+        if "Traceback (most recent call last)" in message:  # get_config raised: its last line.
+            message = message.split(": Error whilst", 1)[0] + ": " + message.splitlines()[-1]
+        match = re.match(r"flag --config\.([\w.]+)=", message)
+        current = flag_values["config"].value if match else None
+        if isinstance(current, ml_collections.ConfigDict):
+            for key in match.group(1).split("."):
+                current = current[key]
+            message += f"; config.{match.group(1)} is {type(current).__name__} {_show(current)}"
+        raise ConfigError(" ".join(message.split())) from None
+    except (AttributeError, KeyError) as error:  # An override of a key the config lacks.
+        spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+        explained = None
+        if spec is not None:
+            try:
+                explained = unknown_override(load_config_file(spec), argv)
+            except Exception:
+                explained = None
+        message = explained or f"--config override: {error}"
+        raise ConfigError(" ".join(message.split())) from None
