@@ -268,6 +268,9 @@ def test_schema_covers_every_key_of_the_base_config():
     assert set(base.plot) == set(config_check.PLOT_KEYS)
 
 
+CNN = {"channels": (4, 4, 8), "hidden": 16, "input_dropout": 0.0, "hidden_dropout": 0.0}
+
+
 @pytest.mark.parametrize(
     ("mutate", "error", "message"),
     [
@@ -334,6 +337,11 @@ def test_schema_covers_every_key_of_the_base_config():
             lambda c: c["runs"].update({"a/b": copy.deepcopy(c["runs"]["adam"])}),
             ValueError,
             r"config.runs.a/b: expected a run name of letters, digits",
+        ),
+        (
+            lambda c: c.update({"dataset": "imdb", "model": {**CNN, "kind": "cnn"}}),
+            ValueError,
+            r"config.model.kind: expected 'logreg', 'mlp' or 'vae' with config.dataset='imdb'",
         ),
         (
             lambda c: c.update({"runs": {}}),

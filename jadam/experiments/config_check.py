@@ -84,6 +84,7 @@ STRING = Rule("a string", (str,))
 BOOL = Rule("True or False", (bool,))
 WIDTH = Rule("a positive integer below 2**31 (a layer width)", _INT, _ints(1))
 
+# Groups ("model", "runs", "plot") are checked by their own functions below.
 FIGURE_KEYS: dict[str, Any] = {
     "figure": Rule("a non-empty figure name", (str,), bool),
     "dataset": _choice("mnist", "imdb", "cifar10", expected="'mnist', 'imdb' or 'cifar10'"),
@@ -265,6 +266,11 @@ def check_figure_config(config: Any, path: str = "config") -> None:
     _check_keys(path, config, FIGURE_KEYS, FIGURE_OPTIONAL)
     _check_fields(path, config, {**FIGURE_KEYS, **FIGURE_OPTIONAL})
     kind = _check_model(f"{path}.model", config["model"])
+    if kind == "cnn" and config["dataset"] == "imdb":
+        raise ConfigError(
+            f"{path}.model.kind: expected 'logreg', 'mlp' or 'vae' with "
+            f"{path}.dataset='imdb' (bags of words, not images), found 'cnn'"
+        )
     _check_keys(f"{path}.plot", config["plot"], PLOT_KEYS, PLOT_OPTIONAL)
     _check_fields(f"{path}.plot", config["plot"], {**PLOT_KEYS, **PLOT_OPTIONAL})
     plot_kind = config["plot"]["kind"]
