@@ -174,3 +174,28 @@ def test_low_precision_10000_steps_stay_finite(name, dtype):
     chex.assert_trees_all_equal_dtypes(params, jnp.ones(g.shape, dtype))
     if name != "adamw":  # weight decay moves every coordinate
         assert float(params[0]) == 1.0  # a coordinate whose gradient is always 0 never moves
+
+
+def test_float32_second_moment_overflows_like_optax_and_skip_nonfinite_skips_it():
+    """A finite |g| > 1.8e19 overflows g² in float32: v_t = inf in jadam, optax and torch alike
+    (a float32 moment is not saturated, see saturating_cast); skip_nonfinite skips that step."""
+    grads = jnp.array([1e20, 1.0], jnp.float32)
+    params = jnp.zeros(2, jnp.float32)
+    _, plain = jadam.adam(0.1).update(grads, jadam.adam(0.1).init(params))
+    _, reference = optax.adam(0.1).update(grads, optax.adam(0.1).init(params))
+    assert np.isinf(np.asarray(plain[0].nu)[0]) and np.isinf(np.asarray(reference[0].nu)[0])
+    tx = jadam.skip_nonfinite(jadam.adam(0.1))
+    state = tx.init(params)
+    updates, new_state = tx.update(grads, state)
+    assert jadam.skip_counts(new_state) == (1, 1)
+    chex.assert_trees_all_equal(new_state.inner_state, state.inner_state)
+    chex.assert_trees_all_equal(updates, -jnp.zeros(2))
+
+
+def test_bfloat16_second_moment_saturates_instead_of_overflowing():
+    """Stored narrower than its float32 arithmetic, v_t saturates at the storage maximum."""
+    grads = jnp.array([1e20, 1.0], jnp.float32)
+    tx = jadam.adam(0.1, nu_dtype=jnp.bfloat16)
+    _, state = tx.update(grads, tx.init(jnp.zeros(2, jnp.float32)))
+    nu = np.asarray(state[0].nu.astype(jnp.float32))
+    assert nu[0] == float(jnp.finfo(jnp.bfloat16).max) and np.isfinite(nu).all()
