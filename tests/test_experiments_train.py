@@ -144,7 +144,11 @@ def test_workdir_of_other_config_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("batch_size", 0, "config.batch_size: expected a positive integer, found 0"),
+        (
+            "batch_size",
+            0,
+            r"config.batch_size: expected a positive integer below 2\*\*31, found 0",
+        ),
         (
             "batch_size",
             100_000,
@@ -153,7 +157,7 @@ def test_workdir_of_other_config_is_refused(tmp_path):
         (
             "checkpoint_every",
             6,
-            "config.checkpoint_every: expected a multiple of log_every=4, found 6",
+            "config.checkpoint_every: expected a multiple of config.log_every=4, found 6",
         ),
         ("dataset", "svhn", "config.dataset: expected 'mnist', 'imdb' or 'cifar10', found 'svhn'"),
         ("num_train", 10**7, "config.num_train: expected at most 4000"),
@@ -172,14 +176,15 @@ def test_unknown_optimizer_and_hyperparameter(tmp_path):
     config.runs.adam.optimizer.name = "adamm"
     with pytest.raises(
         ValueError,
-        match=r"config.runs.adam.optimizer.name: unknown optimizer 'adamm'; "
-        r"expected one of \['adadelta'",
+        match=r"config.runs.adam.optimizer.name: expected one of \['adadelta', .*\], "
+        r"found 'adamm'",
     ):
         train.train_and_evaluate(config, tmp_path)
     config = get_config("fig1_logreg_mnist")
     config.runs.adam.optimizer.hparams.b2 = 1.0
     with pytest.raises(
-        ValueError, match=r"config.runs.adam.optimizer.hparams: b2 must be in \[0.0, 1.0\), got 1.0"
+        ValueError,
+        match=r"config.runs.adam.optimizer.hparams.b2: b2 must be in \[0.0, 1.0\), got 1.0",
     ):
         train.train_and_evaluate(config, tmp_path)
     with pytest.raises(ValueError, match=r"hparams: \['momentum'\] not accepted by 'adam'"):
