@@ -126,17 +126,22 @@ def _reference_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, 
     return tuple(outs)
 
 
-def _kernel_call(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
-    """One custom call; outputs alias params (apply mode), mu and nu."""
-    n = len(grads)
-    flags = dict(
+def _attributes(algorithm, apply, decay, safe, packed=False, offset=0) -> dict[str, Any]:
+    """The custom call's attributes (see the handler's binding in csrc/fused_adam.cc)."""
+    return dict(
         algorithm=np.int32(algorithm),
         apply=np.int32(apply),
         decay=np.int32(decay),
         safe_divide=np.int32(safe),
-        packed=np.int32(0),
-        offset=np.int64(0),
+        packed=np.int32(packed),
+        offset=np.int64(offset),
     )
+
+
+def _kernel_call(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
+    """One custom call; outputs alias params (apply mode), mu and nu."""
+    n = len(grads)
+    flags = _attributes(algorithm, apply, decay, safe)
     shapes = [jax.ShapeDtypeStruct(g.shape, g.dtype) for g in grads]
     result_shapes = shapes * 3
     if apply:  # operands: scalars, p, g, m, v; results: p, m, v
@@ -183,14 +188,7 @@ def _packed_kernel_call(scalars, params, grads, mu, nu, offset, *, algorithm, ap
     """One custom call over consecutive leaves whose moments start at ``offset`` of the packed
     ``mu``/``nu``; outputs alias params (apply mode) and the whole of mu and nu."""
     n = len(grads)
-    flags = dict(
-        algorithm=np.int32(algorithm),
-        apply=np.int32(apply),
-        decay=np.int32(decay),
-        safe_divide=np.int32(safe),
-        packed=np.int32(1),
-        offset=np.int64(offset),
-    )
+    flags = _attributes(algorithm, apply, decay, safe, packed=True, offset=offset)
     shapes = [jax.ShapeDtypeStruct(g.shape, g.dtype) for g in grads]
     moments = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (mu, nu)]
     result_shapes = [*shapes, *moments]
