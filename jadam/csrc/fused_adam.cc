@@ -304,28 +304,20 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     if (!first.has_value()) return first.error();
     const size_t count = (*first)->element_count();
     const size_t at = start + work->offsets[i];  // packed: this leaf's first moment element
+    float* m = packed_m + at;
+    float* v = packed_v + at;
+    if (!packed) {
+      JADAM_TRY(mm, inout(moment_in, 1, i, count));
+      JADAM_TRY(vv, inout(moment_in + 1, 2, i, count));
+      m = *mm;
+      v = *vv;
+    }
     if (apply) {
       JADAM_TRY(p, inout(0, 0, i, count));
       JADAM_TRY(g, in(1, i, count));
-      float* m = packed_m + at;
-      float* v = packed_v + at;
-      if (!packed) {
-        JADAM_TRY(mm, inout(2, 1, i, count));
-        JADAM_TRY(vv, inout(3, 2, i, count));
-        m = *mm;
-        v = *vv;
-      }
       work->leaves[i] = Leaf{*g, m, v, *p, nullptr};
     } else {
       JADAM_TRY(g, in(0, i, count));
-      float* m = packed_m + at;
-      float* v = packed_v + at;
-      if (!packed) {
-        JADAM_TRY(mm, inout(1, 1, i, count));
-        JADAM_TRY(vv, inout(2, 2, i, count));
-        m = *mm;
-        v = *vv;
-      }
       auto u = rets.get<ffi::Buffer<ffi::F32>>(i);
       float* p = nullptr;
       if (decay) {
