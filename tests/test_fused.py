@@ -110,12 +110,17 @@ def _transformer_tree():
     return leaves, treedef
 
 
+def _transformer_params(seed):
+    shapes, treedef = _transformer_tree()
+    rng = np.random.default_rng(seed)
+    leaves = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes]
+    return shapes, treedef, treedef.unflatten(leaves)
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_tree_state_is_bitwise_and_step_within_ulps(name):
     fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
-    shapes, treedef = _transformer_tree()
-    rng = np.random.default_rng(1)
-    params = treedef.unflatten([jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes])
+    shapes, treedef, params = _transformer_params(1)
     state = pure.init(params)
     apply_fused = jax.jit(fused.apply_gradients)
     update_pure = jax.jit(pure.update)
@@ -312,9 +317,7 @@ def test_sharded_arrays_fall_back_in_a_multi_device_process():
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_packed_state_equals_the_unfused_state_bit_for_bit(name):
     fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
-    shapes, treedef = _transformer_tree()
-    rng = np.random.default_rng(2)
-    params = treedef.unflatten([jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes])
+    shapes, treedef, params = _transformer_params(2)
     packed, state = fused.init(params), pure.init(params)
     assert isinstance(packed[0], _fused.PackedAdamState)
     assert packed[0].mu.shape == (sum(int(np.prod(s)) for s in shapes),)
