@@ -178,7 +178,10 @@ def write_markdown(
         "through: JAX's fixed per-call cost for that many leaves. `jadam fused (update)` (the "
         "optax-composable `tx.update` of `fused=True`) writes the updates to a fresh buffer "
         "every step, which XLA's CPU runtime takes from the OS so that every page faults on "
-        "first touch, and applies them in a second pass; use `apply_gradients` for speed. The "
+        "first touch, and applies them in a second pass; use `apply_gradients` for speed. "
+        "Compile time is trace + lower + compile of a fresh `jax.jit` of the step; `jadam "
+        "fused` initialises packed moments (one vector each), and the two `jit identity` rows "
+        "are the floors for per-leaf and for packed moments. The "
         "shared machine drifts (see the load averages above), so quote ratios, not absolute "
         "times.",
         "",

@@ -47,7 +47,7 @@ def final_losses(arg: str, seed: int, workdir: Path) -> dict[str, dict]:
     config = load_config(arg)
     config.seed, config.progress = seed, False
     rows = train.run_figure(config, workdir / f"{config.figure}_seed{seed}")
-    return {row["run"]: row for row in rows}
+    return {row["run"].removeprefix("adam_"): row for row in rows}
 
 
 def relative(value: float, base: float) -> float:

@@ -49,8 +49,8 @@ def get_config(arg: str = ""):
     config.eval_train_set = True
     config.plot.legend_state_bytes = True
     config.runs = ml_collections.ConfigDict()
-    for precision in PRECISIONS:
-        config.runs[precision] = run(
+    for precision in PRECISIONS:  # Run ids are identifiers, so --config.runs.<id>... parses.
+        config.runs[f"adam_{precision}"] = run(
             "adam", adam.learning_rate, state_precision=precision, **adam.hparams.to_dict()
         )
     return config

@@ -27,6 +27,7 @@ from jadam._baselines import scale_by_momentum as scale_by_momentum
 from jadam._baselines import scale_by_rms as scale_by_rms
 from jadam._baselines import sgd as sgd
 from jadam._fused import FusedTransformation as FusedTransformation
+from jadam._fused import PackedAdamState as PackedAdamState
 from jadam._fused import fused_train_step as fused_train_step
 from jadam._fused import kernel_available as fused_kernel_available
 from jadam._lazy_adam import ScaleByLazyAdamState as ScaleByLazyAdamState
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Blockwise8bit",
     "FusedTransformation",
+    "PackedAdamState",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",

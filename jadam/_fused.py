@@ -7,7 +7,10 @@ and writes m, v and θ (or the update) once, 28 bytes per float32 parameter, on 
 thread pool, with outputs aliased to the (donated) inputs. The arithmetic is operation for
 operation that of :func:`jadam.scale_by_adam` / :func:`jadam.scale_by_adamax` followed by
 ``optax.add_decayed_weights`` and ``optax.scale_by_learning_rate``, so results are identical
-bit for bit, and the state is the state of the unfused alias (checkpoints are interchangeable).
+bit for bit. On CPU ``init`` packs the moments of all leaves into one vector each
+(:class:`PackedAdamState`): the jitted step then has two moment buffers instead of two per leaf,
+and XLA's compile time grows with the number of buffers. ``update`` also accepts the unfused
+alias's state, and ``unpack_state`` converts a packed one to it.
 
 Where the kernel does not apply the unfused alias runs instead: non-CPU backends, arrays
 sharded over several devices, dtypes other than float32, ``mu_dtype``, Nesterov momentum,
@@ -22,7 +25,7 @@ import functools
 import importlib.machinery
 import pathlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +41,8 @@ _LIBRARY_STEM = "_fused_adam_kernel"
 # of one instruction (300 leaves in one call: 2 s to compile, 1000: ~60 s); groups of 32
 # keep compile time linear in the number of leaves at no measurable run-time cost.
 _LEAVES_PER_CALL = 32
+# With packed moments a call has two operands per leaf instead of four.
+_PACKED_LEAVES_PER_CALL = 64
 
 # Layout of the scalar operand; keep in sync with `enum Scalar` in csrc/fused_adam.cc.
 _SCALARS = (
@@ -121,15 +126,22 @@ def _reference_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, 
     return tuple(outs)
 
 
-def _kernel_call(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
-    """One custom call; outputs alias params (apply mode), mu and nu."""
-    n = len(grads)
-    flags = dict(
+def _attributes(algorithm, apply, decay, safe, packed=False, offset=0) -> dict[str, Any]:
+    """The custom call's attributes (see the handler's binding in csrc/fused_adam.cc)."""
+    return dict(
         algorithm=np.int32(algorithm),
         apply=np.int32(apply),
         decay=np.int32(decay),
         safe_divide=np.int32(safe),
+        packed=np.int32(packed),
+        offset=np.int64(offset),
     )
+
+
+def _kernel_call(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
+    """One custom call; outputs alias params (apply mode), mu and nu."""
+    n = len(grads)
+    flags = _attributes(algorithm, apply, decay, safe)
     shapes = [jax.ShapeDtypeStruct(g.shape, g.dtype) for g in grads]
     result_shapes = shapes * 3
     if apply:  # operands: scalars, p, g, m, v; results: p, m, v
@@ -172,12 +184,89 @@ def _kernel_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, saf
     return tuple(out)
 
 
+def _packed_kernel_call(scalars, params, grads, mu, nu, offset, *, algorithm, apply, decay, safe):
+    """One custom call over consecutive leaves whose moments start at ``offset`` of the packed
+    ``mu``/``nu``; outputs alias params (apply mode) and the whole of mu and nu."""
+    n = len(grads)
+    flags = _attributes(algorithm, apply, decay, safe, packed=True, offset=offset)
+    shapes = [jax.ShapeDtypeStruct(g.shape, g.dtype) for g in grads]
+    moments = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (mu, nu)]
+    result_shapes = [*shapes, *moments]
+    if apply:  # operands: scalars, p, g, m, v; results: p, m, v
+        operands = (scalars, *params, *grads, mu, nu)
+        aliases = {1 + i: i for i in range(n)} | {1 + 2 * n: n, 2 + 2 * n: n + 1}
+    else:  # operands: scalars, g, m, v[, p]; results: u, m, v
+        operands = (scalars, *grads, mu, nu, *(params if decay else ()))
+        aliases = {1 + n: n, 2 + n: n + 1}
+    call = jax.ffi.ffi_call(_TARGET, result_shapes, input_output_aliases=aliases)
+    results = call(*operands, **flags)
+    return results[:n], results[n], results[n + 1]
+
+
+def _runs(decay: Sequence[bool]) -> list[tuple[int, int]]:
+    """[start, stop) runs of consecutive leaves with one weight-decay flag, ≤ a call's worth."""
+    runs, start = [], 0
+    for i in range(1, len(decay) + 1):
+        if i == len(decay) or decay[i] != decay[start] or i - start == _PACKED_LEAVES_PER_CALL:
+            runs.append((start, i))
+            start = i
+    return runs
+
+
+def _packed_kernel_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
+    """All leaves against packed moments; calls chain through the aliased mu and nu."""
+    out, offset, sizes = [], 0, [g.size for g in grads]
+    for start, stop in _runs(decay):
+        results, mu, nu = _packed_kernel_call(
+            scalars,
+            params[start:stop] if params else [],
+            grads[start:stop],
+            mu,
+            nu,
+            offset,
+            algorithm=algorithm,
+            apply=apply,
+            decay=decay[start],
+            safe=safe,
+        )
+        out.extend(results)
+        offset += sum(sizes[start:stop])
+    return out, mu, nu
+
+
+def _packed_reference_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
+    """The packed step in jnp: slice each leaf's moments, update, concatenate."""
+    mu_leaves, nu_leaves = _unpack(mu, grads), _unpack(nu, grads)
+    out, new_mu, new_nu = _reference_step(
+        scalars, params, grads, mu_leaves, nu_leaves,
+        algorithm=algorithm, apply=apply, decay=decay, safe=safe,
+    )  # fmt: skip
+    return out, _pack(new_mu, mu.dtype), _pack(new_nu, nu.dtype)
+
+
+def _unpack(flat: jax.Array, like: Sequence[Any]) -> list[jax.Array]:
+    """Leaves shaped like ``like`` from consecutive elements of ``flat``."""
+    out, offset = [], 0
+    for x in like:
+        size = int(np.prod(x.shape))
+        out.append(jax.lax.slice(flat, (offset,), (offset + size,)).reshape(x.shape))
+        offset += size
+    return out
+
+
+def _pack(leaves: Sequence[jax.Array], dtype: Any) -> jax.Array:
+    """Every leaf flattened and concatenated in order (one float32 vector)."""
+    if not leaves:
+        return jnp.zeros([0], dtype)
+    return jnp.concatenate([x.reshape(-1) for x in leaves])
+
+
 @functools.cache
-def _step_function(algorithm: int, apply: bool, decay: tuple[bool, ...], safe: bool):
+def _step_function(algorithm: int, apply: bool, decay: tuple[bool, ...], safe: bool, packed: bool):
     """The kernel step with pure-JAX rules for ``jax.vmap`` and differentiation."""
     config = dict(algorithm=algorithm, apply=apply, decay=decay, safe=safe)
-    kernel = functools.partial(_kernel_step, **config)
-    reference = functools.partial(_reference_step, **config)
+    kernel = functools.partial(_packed_kernel_step if packed else _kernel_step, **config)
+    reference = functools.partial(_packed_reference_step if packed else _reference_step, **config)
 
     batched = jax.custom_batching.custom_vmap(kernel)
 
@@ -228,8 +317,40 @@ def _kernel_applies(leaves: Sequence[Any], hyperparameters: Sequence[Any]) -> bo
     )
 
 
+def _packable(x: Any) -> bool:
+    """Whether ``init`` may pack this parameter's moments: float32 on one CPU device."""
+    if getattr(x, "dtype", None) != jnp.float32:
+        return False
+    if isinstance(x, jax.ShapeDtypeStruct):
+        sharding = x.sharding
+        if sharding is None:
+            return jax.default_backend() == "cpu"
+        devices = sharding.device_set
+        return len(devices) == 1 and next(iter(devices)).platform == "cpu"
+    if isinstance(x, jax.core.Tracer):  # e.g. jax.eval_shape(tx.init, sharded_params)
+        return jax.device_count() == 1 and jax.default_backend() == "cpu"
+    return _on_one_cpu_device(x)
+
+
 # --------------------------------------------------------------------------------------------
 # The public transformation.
+
+
+class PackedAdamState(NamedTuple):
+    """State of a fused Adam/AdamW/AdaMax whose moments are packed (what ``init`` returns on CPU).
+
+    Attributes:
+      count: the step count t (int32), as in the unfused state.
+      mu: every leaf's m_t, flattened and concatenated in tree order (float32, one vector).
+      nu: the same for v_t (AdaMax: u_t).
+
+    Two arrays instead of two per leaf: the jitted step then has half as many buffers, which
+    is what XLA's compile time grows with. ``tx.unpack_state`` gives the unfused layout.
+    """
+
+    count: jax.Array
+    mu: jax.Array
+    nu: jax.Array
 
 
 class FusedTransformation(optax.GradientTransformationExtraArgs):
@@ -260,6 +381,38 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
         the output that replaces it (JAX matches donations to outputs in order).
         """
         return self._apply_gradients(params, grads, state)  # type: ignore[attr-defined]
+
+    def unpack_state(self, state: Any, params: Any) -> Any:
+        """``state`` in the unfused alias's layout (one m_t and v_t per leaf of ``params``).
+
+        The identity on a state that is not packed. With it a run can switch between
+        ``fused=True`` and ``fused=False``, or read one leaf's moments.
+
+        >>> import jax.numpy as jnp, jadam
+        >>> tx = jadam.adam(0.1, fused=True)
+        >>> params = {"b": jnp.zeros(2), "w": jnp.zeros((2, 3))}
+        >>> _, state = tx.update({"b": jnp.ones(2), "w": jnp.ones((2, 3))}, tx.init(params))
+        >>> tx.unpack_state(state, params)[0].mu["w"].shape
+        (2, 3)
+        """
+        first = state[0]
+        if not isinstance(first, PackedAdamState):
+            return state
+        leaves, treedef = jax.tree.flatten(params)
+        _check_packed_size(leaves, first, "params")
+        mu = treedef.unflatten(_unpack(first.mu, leaves))
+        nu = treedef.unflatten(_unpack(first.nu, leaves))
+        unfused = jax.eval_shape(self._unfused_init, params)[0]  # type: ignore[attr-defined]
+        return (unfused._replace(count=first.count, mu=mu, nu=nu), *state[1:])
+
+
+def _check_packed_size(leaves: Sequence[Any], state: PackedAdamState, what: str) -> None:
+    total = sum(int(np.prod(np.shape(x))) for x in leaves)
+    if total != state.mu.size:
+        raise ValueError(
+            f"{what} tree does not match the packed optimizer state: {len(leaves)} leaves with "
+            f"{total} values in all, the state holds {state.mu.size} per moment."
+        )
 
 
 def _fused(
@@ -310,9 +463,63 @@ def _fused(
             return None  # a mask the kernel does not understand: fall back
         return tuple(bool(f) for f in flags)
 
+    def init_fn(params):
+        leaves = jax.tree.leaves(params)
+        if (
+            not leaves
+            or not all(_packable(x) for x in leaves)
+            or not all(_is_f32_scalar(h) for h in hyperparameters)
+            or decay_flags(params, len(leaves)) is None
+            or not kernel_available()
+        ):
+            return pure.init(params)
+        # The unfused state's other parts (counters, empty states) without its moments.
+        shapes = jax.eval_shape(pure.init, params)
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes[1:])
+        total = sum(int(np.prod(x.shape)) for x in leaves)
+        moments = [jnp.zeros([total], jnp.float32) for _ in range(2)]
+        return (PackedAdamState(jnp.zeros([], jnp.int32), *moments), *zeros)
+
+    def run_packed(grads, state, params, apply):
+        """(outputs, new_state) for a packed state: the kernel, or its jnp transcription."""
+        scale_state, lr_state = state[0], state[-1]
+        g_leaves, treedef = jax.tree.flatten(grads)
+        _check_packed_size(g_leaves, scale_state, "gradient")
+        if any(getattr(g, "dtype", None) != jnp.float32 for g in g_leaves):
+            dtypes = sorted({str(getattr(g, "dtype", type(g).__name__)) for g in g_leaves})
+            raise TypeError(f"packed fused state needs float32 gradients, got {dtypes}.")
+        n = len(g_leaves)
+        needs_params = apply or has_decay
+        if needs_params and params is None:
+            raise ValueError("this optimizer needs params: call update(grads, state, params).")
+        p_leaves = treedef.flatten_up_to(params) if needs_params else []
+        flags = decay_flags(params, n)
+        if flags is None:
+            raise ValueError("a weight-decay mask the packed fused state cannot follow.")
+        count = P.increment(scale_state.count)
+        step = _step_function(algorithm, apply, flags, safe, True)
+        if not _kernel_applies(g_leaves + p_leaves + [scale_state.mu], hyperparameters):
+            step = functools.partial(_packed_reference_step, algorithm=algorithm, apply=apply,
+                                     decay=flags, safe=safe)  # fmt: skip
+        out, mu, nu = step(
+            scalars(count, lr_state), p_leaves, g_leaves, scale_state.mu, scale_state.nu
+        )
+        return treedef.unflatten(out), (
+            PackedAdamState(count=count, mu=mu, nu=nu),
+            *state[1:-1],
+            next_lr_state(lr_state),
+        )
+
+    def next_lr_state(lr_state):
+        if schedule is None:
+            return lr_state
+        return lr_state._replace(count=optax.safe_increment(lr_state.count))
+
     def run(grads, state, params, apply):
         """(outputs, new_state), or None where the kernel does not apply."""
         scale_state, lr_state = state[0], state[-1]
+        if isinstance(scale_state, PackedAdamState):
+            return run_packed(grads, state, params, apply)
         V.check_tree_matches(grads, scale_state.mu)
         g_leaves, treedef = jax.tree.flatten(grads)
         n = len(g_leaves)
@@ -332,17 +539,14 @@ def _fused(
             if [x.shape for x in xs] != shapes:
                 return None
         count = P.increment(scale_state.count)
-        step = _step_function(algorithm, apply, flags, safe)
+        step = _step_function(algorithm, apply, flags, safe, False)
         out, mu, nu = step(scalars(count, lr_state), p_leaves, g_leaves, m_leaves, v_leaves)
         new_scale_state = scale_state._replace(
             count=count,
             mu=treedef.unflatten(mu),
             nu=treedef.unflatten(nu),
         )
-        new_lr_state = lr_state
-        if schedule is not None:
-            new_lr_state = lr_state._replace(count=optax.safe_increment(lr_state.count))
-        new_state = (new_scale_state, *state[1:-1], new_lr_state)
+        new_state = (new_scale_state, *state[1:-1], next_lr_state(lr_state))
         return treedef.unflatten(out), new_state
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -358,8 +562,9 @@ def _fused(
             return optax.apply_updates(params, updates), state
         return result
 
-    tx = FusedTransformation(pure.init, update_fn)
+    tx = FusedTransformation(init_fn, update_fn)
     tx._apply_gradients = apply_fn
+    tx._unfused_init = pure.init
     return tx
 
 

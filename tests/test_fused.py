@@ -110,12 +110,17 @@ def _transformer_tree():
     return leaves, treedef
 
 
+def _transformer_params(seed):
+    shapes, treedef = _transformer_tree()
+    rng = np.random.default_rng(seed)
+    leaves = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes]
+    return shapes, treedef, treedef.unflatten(leaves)
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_tree_state_is_bitwise_and_step_within_ulps(name):
     fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
-    shapes, treedef = _transformer_tree()
-    rng = np.random.default_rng(1)
-    params = treedef.unflatten([jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes])
+    shapes, treedef, params = _transformer_params(1)
     state = pure.init(params)
     apply_fused = jax.jit(fused.apply_gradients)
     update_pure = jax.jit(pure.update)
@@ -162,7 +167,8 @@ def test_in_place_on_donated_buffers():
     assert "jadam_fused_adam" in hlo
     assert " copy(" not in hlo  # outputs written into the donated inputs
     new_params, new_state = step(params, grads, state)
-    assert params[0].is_deleted() and state[0].mu[0].is_deleted()
+    assert isinstance(state[0], _fused.PackedAdamState)
+    assert params[0].is_deleted() and state[0].mu.is_deleted() and state[0].nu.is_deleted()
     assert int(new_state[0].count) == 1 and float(new_params[0][0]) < 1.0
 
 
@@ -178,12 +184,15 @@ def test_chain_with_optax_and_no_retrace():
         traces.append(1)
         return fused.update(grads, state, params)
 
-    state_f = state_p = fused.init(params)
+    state_f, state_p = fused.init(params), pure.init(params)
     for _ in range(3):
         u_f, state_f = update(grads, state_f, params)
         u_p, state_p = jax.jit(pure.update)(grads, state_p, params)
         chex.assert_trees_all_close(u_f, u_p, rtol=1e-6)
-    _assert_bitwise(state_f, state_p)
+    packed, unfused = state_f[1][0], state_p[1][0]  # (clip state, (adam state, lr state))
+    for name in ("mu", "nu"):
+        flat = jnp.concatenate([x.reshape(-1) for x in jax.tree.leaves(getattr(unfused, name))])
+        np.testing.assert_array_equal(np.asarray(getattr(packed, name)), np.asarray(flat))
     assert len(traces) == 1 and u_f["b"] is None
 
 
@@ -278,6 +287,11 @@ def test_sharded_arrays_fall_back_in_a_multi_device_process():
         grads = jax.device_put(jnp.linspace(3, -3, 64), sharding)
         fused, pure = jadam.adam(1e-2, fused=True), jadam.adam(1e-2)
         state = fused.init(params)
+        assert not isinstance(state[0], jadam.PackedAdamState)  # sharded: per-leaf moments
+        abstract = jax.eval_shape(fused.init, params)
+        assert not isinstance(abstract[0], jadam.PackedAdamState)
+        placed = jadam.init_sharded(fused, params)
+        assert placed[0].mu.sharding.is_equivalent_to(sharding, 1)
         step = jax.jit(fused.apply_gradients)
         assert "jadam_fused_adam" not in step.lower(params, grads, state).as_text()
         new, _ = step(params, grads, state)
@@ -294,3 +308,71 @@ def test_sharded_arrays_fall_back_in_a_multi_device_process():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+# --------------------------------------------------------------------------------------------
+# Packed state: what fused.init returns on CPU (every leaf's moments in one vector each).
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_packed_state_equals_the_unfused_state_bit_for_bit(name):
+    fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
+    shapes, treedef, params = _transformer_params(2)
+    packed, state = fused.init(params), pure.init(params)
+    assert isinstance(packed[0], _fused.PackedAdamState)
+    assert packed[0].mu.shape == (sum(int(np.prod(s)) for s in shapes),)
+    chex.assert_trees_all_equal_structs(fused.unpack_state(packed, params), state)
+    apply_fused, update_fused = jax.jit(fused.apply_gradients), jax.jit(fused.update)
+    step_pure = _pure_step(pure)
+    for grads in _gradients(shapes, steps=4):
+        grads = treedef.unflatten(grads)
+        u_f, _ = update_fused(grads, packed, params)
+        p_f, packed = apply_fused(params, grads, packed)
+        p_p, state = step_pure(params, grads, state)
+        _assert_bitwise(fused.unpack_state(packed, params), state)
+        chex.assert_trees_all_close(p_f, p_p, rtol=1e-6, atol=1.2e-7)
+        chex.assert_trees_all_close(jax.tree.map(jnp.add, params, u_f), p_p, rtol=1e-6, atol=1.2e-7)
+        params = p_p
+
+
+def test_packed_state_jnp_transcription_equals_the_kernel(monkeypatch):
+    """Where the kernel cannot run on a packed state, the same arithmetic runs in jnp."""
+    fused = jadam.adamw(1e-2, weight_decay=0.1, fused=True)
+    params = {"a": jnp.linspace(-1, 1, 40), "b": jnp.ones((3, 4))}
+    grads = {"a": jnp.linspace(2, -3, 40), "b": jnp.full((3, 4), 0.25)}
+    state = fused.init(params)
+    kernel = jax.jit(fused.apply_gradients)(params, grads, state)
+    monkeypatch.setattr(_fused, "_kernel_applies", lambda *args: False)
+    hlo = jax.jit(fused.apply_gradients).lower(params, grads, state).as_text()
+    assert "jadam_fused_adam" not in hlo
+    reference = jax.jit(fused.apply_gradients)(params, grads, state)
+    chex.assert_trees_all_close(kernel, reference, rtol=1e-6, atol=1e-7)
+
+
+def test_packed_state_under_vmap_matches_the_unfused_step():
+    fused, pure = jadam.adam(1e-2, fused=True), jadam.adam(1e-2)
+    params = {"w": jnp.linspace(-1, 1, 6), "b": jnp.ones(2)}
+    grads = {"w": jnp.stack([jnp.linspace(2, -2, 6), jnp.linspace(-1, 0.5, 6)]),
+             "b": jnp.array([[0.5, -0.5], [1.0, 2.0]])}  # fmt: skip
+    packed, state = fused.init(params), pure.init(params)
+    u_f = jax.vmap(lambda g: fused.update(g, packed, params)[0])(grads)
+    u_p = jax.vmap(lambda g: pure.update(g, state, params)[0])(grads)
+    chex.assert_trees_all_close(u_f, u_p, rtol=1e-6)
+
+
+def test_packed_state_rejects_a_different_gradient_tree():
+    fused = jadam.adam(1e-2, fused=True)
+    state = fused.init({"w": jnp.zeros((2, 3))})
+    with pytest.raises(ValueError, match=r"gradient tree does not match the packed .* 7 values"):
+        fused.update({"w": jnp.zeros((2, 3)), "b": jnp.zeros(1)}, state)
+    with pytest.raises(TypeError, match=r"float32 gradients, got .*bfloat16"):
+        fused.update({"w": jnp.zeros((2, 3), jnp.bfloat16)}, state)
+
+
+def test_packed_jit_has_two_moment_buffers_whatever_the_leaf_count():
+    fused = jadam.adam(1e-3, fused=True)
+    params = [jnp.ones(5) for _ in range(100)]
+    state = fused.init(params)
+    assert len(jax.tree.leaves(state)) == 3  # the step count, m and v
+    hlo = jax.jit(fused.apply_gradients, donate_argnums=(0, 2)).lower(params, params, state)
+    assert hlo.compile().as_text().count("jadam_fused_adam") >= 2  # 100 leaves: several calls

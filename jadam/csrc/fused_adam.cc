@@ -13,7 +13,10 @@
 // the step count (bias corrections, learning rate) arrive in a small f32 buffer computed
 // by JAX with the same expressions as the pure path.
 //
-// Operands: scalars f32[kNumScalars], then n leaves of each array kind (see Layout below).
+// Operands: scalars f32[kNumScalars], then n leaves of each array kind (see FusedAdamImpl).
+// With `packed`, m and v are not n leaves but one flat buffer each holding every leaf's
+// moments in tree order (jadam's packed fused state); this call's leaves start at element
+// `offset` of them. Fewer buffers make a many-leaf step much cheaper for XLA to compile.
 
 #include <algorithm>
 #include <atomic>
@@ -205,7 +208,8 @@ constexpr size_t kChunk = size_t{1} << 15;  // 32 Ki elements: 128 KiB per array
 
 ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
                          ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t algorithm,
-                         int32_t apply, int32_t decay, int32_t safe_divide) {
+                         int32_t apply, int32_t decay, int32_t safe_divide, int32_t packed,
+                         int64_t offset) {
   if (scalars.element_count() != kNumScalars) {
     return ffi::Error::InvalidArgument("jadam fused adam: wrong number of scalars");
   }
@@ -214,12 +218,23 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   }
   // Apply mode:      args = p, g, m, v           rets = p, m, v
   // Transform mode:  args = g, m, v [, p]        rets = u, m, v
-  const size_t num_arg_kinds = apply ? 4 : (decay ? 4 : 3);
-  if (args.size() % num_arg_kinds != 0 || rets.size() % 3 != 0 ||
-      args.size() / num_arg_kinds != rets.size() / 3) {
-    return ffi::Error::InvalidArgument("jadam fused adam: operand counts do not match");
+  // (each letter n buffers, one leaf each; packed: m and v one buffer each)
+  const size_t num_leaf_kinds = apply ? 2 : (decay ? 2 : 1);  // kinds with n buffers
+  size_t n;
+  if (packed) {
+    if (args.size() < 2 || rets.size() < 2 || (args.size() - 2) % num_leaf_kinds != 0 ||
+        (args.size() - 2) / num_leaf_kinds != rets.size() - 2 || offset < 0) {
+      return ffi::Error::InvalidArgument("jadam fused adam: operand counts do not match");
+    }
+    n = rets.size() - 2;
+  } else {
+    const size_t num_arg_kinds = num_leaf_kinds + 2;
+    if (args.size() % num_arg_kinds != 0 || rets.size() % 3 != 0 ||
+        args.size() / num_arg_kinds != rets.size() / 3) {
+      return ffi::Error::InvalidArgument("jadam fused adam: operand counts do not match");
+    }
+    n = rets.size() / 3;
   }
-  const size_t n = rets.size() / 3;
   const float* s = scalars.typed_data();
   auto work = std::make_shared<Work>();
   work->coef = Coefficients{s[kB1],       s[kOneMinusB1], s[kB2],       s[kOneMinusB2],
@@ -229,8 +244,21 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   work->offsets.resize(n + 1);
   work->offsets[0] = 0;
 
+  // Index of leaf i of operand kind `kind` (in the order of the comment above); in packed
+  // mode the moment kinds hold a single buffer.
+  const size_t moment_in = apply ? 2 : 1;  // first moment kind among the args
+  auto arg_index = [&](size_t kind, size_t i) -> size_t {
+    if (!packed) return kind * n + i;
+    if (kind < moment_in) return kind * n + i;
+    if (kind < moment_in + 2) return moment_in * n + (kind - moment_in);
+    return (kind - 2) * n + 2 + i;
+  };
+  auto ret_index = [&](size_t kind, size_t i) -> size_t {
+    if (!packed) return kind * n + i;
+    return kind == 0 ? i : n + kind - 1;
+  };
   auto in = [&](size_t kind, size_t i, size_t count) -> ffi::ErrorOr<const float*> {
-    auto b = args.get<ffi::Buffer<ffi::F32>>(kind * n + i);
+    auto b = args.get<ffi::Buffer<ffi::F32>>(arg_index(kind, i));
     if (!b.has_value()) return ffi::Unexpected(b.error());
     if (b->element_count() != count) {
       return ffi::Unexpected(ffi::Error::InvalidArgument("jadam fused adam: shape mismatch"));
@@ -243,7 +271,7 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
                    size_t count) -> ffi::ErrorOr<float*> {
     auto src = in(in_kind, i, count);
     if (!src.has_value()) return ffi::Unexpected(src.error());
-    auto b = rets.get<ffi::Buffer<ffi::F32>>(out_kind * n + i);
+    auto b = rets.get<ffi::Buffer<ffi::F32>>(ret_index(out_kind, i));
     if (!b.has_value()) return ffi::Unexpected(b.error());
     if ((*b)->element_count() != count) {
       return ffi::Unexpected(ffi::Error::InvalidArgument("jadam fused adam: shape mismatch"));
@@ -253,33 +281,56 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     return dst;
   };
 
+#define JADAM_TRY(var, expr) \
+  auto var = (expr);         \
+  if (!var.has_value()) return var.error();
+  // Packed moments: one flat buffer each, updated in place from element `offset` on.
+  float* packed_m = nullptr;
+  float* packed_v = nullptr;
+  size_t packed_size = 0;
+  if (packed) {
+    auto m_in = args.get<ffi::Buffer<ffi::F32>>(arg_index(moment_in, 0));
+    if (!m_in.has_value()) return m_in.error();
+    packed_size = m_in->element_count();
+    JADAM_TRY(m, inout(moment_in, 1, 0, packed_size));
+    JADAM_TRY(v, inout(moment_in + 1, 2, 0, packed_size));
+    packed_m = *m;
+    packed_v = *v;
+  }
+  const size_t start = static_cast<size_t>(offset);
+
   for (size_t i = 0; i < n; ++i) {
     auto first = rets.get<ffi::Buffer<ffi::F32>>(i);
     if (!first.has_value()) return first.error();
     const size_t count = (*first)->element_count();
-#define JADAM_TRY(var, expr) \
-  auto var = (expr);         \
-  if (!var.has_value()) return var.error();
+    const size_t at = start + work->offsets[i];  // packed: this leaf's first moment element
+    float* m = packed_m + at;
+    float* v = packed_v + at;
+    if (!packed) {
+      JADAM_TRY(mm, inout(moment_in, 1, i, count));
+      JADAM_TRY(vv, inout(moment_in + 1, 2, i, count));
+      m = *mm;
+      v = *vv;
+    }
     if (apply) {
       JADAM_TRY(p, inout(0, 0, i, count));
       JADAM_TRY(g, in(1, i, count));
-      JADAM_TRY(m, inout(2, 1, i, count));
-      JADAM_TRY(v, inout(3, 2, i, count));
-      work->leaves[i] = Leaf{*g, *m, *v, *p, nullptr};
+      work->leaves[i] = Leaf{*g, m, v, *p, nullptr};
     } else {
       JADAM_TRY(g, in(0, i, count));
-      JADAM_TRY(m, inout(1, 1, i, count));
-      JADAM_TRY(v, inout(2, 2, i, count));
       auto u = rets.get<ffi::Buffer<ffi::F32>>(i);
       float* p = nullptr;
       if (decay) {
         JADAM_TRY(pp, in(3, i, count));
         p = const_cast<float*>(*pp);  // read only in transform mode
       }
-      work->leaves[i] = Leaf{*g, *m, *v, p, (*u)->typed_data()};
+      work->leaves[i] = Leaf{*g, m, v, p, (*u)->typed_data()};
     }
-#undef JADAM_TRY
     work->offsets[i + 1] = work->offsets[i] + count;
+  }
+#undef JADAM_TRY
+  if (packed && start + work->offsets.back() > packed_size) {
+    return ffi::Error::InvalidArgument("jadam fused adam: leaves exceed the packed moments");
   }
 
   if (algorithm == kAdam) {
@@ -316,4 +367,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JadamFusedAdam, FusedAdamImpl,
                                   .Attr<int32_t>("algorithm")
                                   .Attr<int32_t>("apply")
                                   .Attr<int32_t>("decay")
-                                  .Attr<int32_t>("safe_divide"));
+                                  .Attr<int32_t>("safe_divide")
+                                  .Attr<int32_t>("packed")
+                                  .Attr<int64_t>("offset"));

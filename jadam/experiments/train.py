@@ -40,117 +40,7 @@ from tqdm.auto import tqdm
 import jadam
 from jadam.experiments import data as data_lib
 from jadam.experiments import models, optimizers, plots
-
-MODEL_KINDS = ("logreg", "mlp", "cnn", "vae")
-PLOT_KINDS = ("curves", "curves_zoom", "vae_grid")
-
-
-# ----------------------------------------------------------------------------- config checks
-def _require(condition: bool, field: str, expected: str, found: Any) -> None:
-    if not condition:
-        raise ValueError(f"config.{field}: expected {expected}, found {found!r}")
-
-
-def _positive_int(config: Mapping[str, Any], field: str) -> int:
-    value = config[field]
-    _require(
-        isinstance(value, int) and not isinstance(value, bool) and value > 0,
-        field,
-        "a positive integer",
-        value,
-    )
-    return value
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks a figure config; raises ``ValueError`` naming the field, found and expected values."""
-    figure = config.get("figure")
-    _require(isinstance(figure, str) and figure, "figure", "a figure name", figure)
-    _require(
-        config.get("dataset") in ("mnist", "imdb", "cifar10"),
-        "dataset",
-        "'mnist', 'imdb' or 'cifar10'",
-        config.get("dataset"),
-    )
-    _require(
-        config.model.get("kind") in MODEL_KINDS,
-        "model.kind",
-        f"one of {MODEL_KINDS}",
-        config.model.get("kind"),
-    )
-    _require(
-        config.plot.get("kind") in PLOT_KINDS,
-        "plot.kind",
-        f"one of {PLOT_KINDS}",
-        config.plot.get("kind"),
-    )
-    for field in ("batch_size", "num_epochs", "log_every", "eval_every", "checkpoint_every"):
-        _positive_int(config, field)
-    _require(
-        config.eval_every % config.log_every == 0,
-        "eval_every",
-        f"a multiple of log_every={config.log_every}",
-        config.eval_every,
-    )
-    per_call = config.get("steps_per_call", 0)
-    _require(
-        isinstance(per_call, int)
-        and per_call >= 0
-        and (per_call == 0 or config.log_every % per_call == 0),
-        "steps_per_call",
-        f"0 (= log_every) or a divisor of log_every={config.log_every}",
-        per_call,
-    )
-    _require(
-        config.checkpoint_every % config.log_every == 0,
-        "checkpoint_every",
-        f"a multiple of log_every={config.log_every}",
-        config.checkpoint_every,
-    )
-    _require(isinstance(config.seed, int), "seed", "an integer", config.seed)
-    _require(
-        isinstance(config.num_train, int) and config.num_train >= 0,
-        "num_train",
-        "an integer ≥ 0 (0: all)",
-        config.num_train,
-    )
-    _require(
-        isinstance(config.get("data_dir") or "", str),
-        "data_dir",
-        "a directory path or ''",
-        config.get("data_dir"),
-    )
-    _require(len(config.runs) > 0, "runs", "at least one run", dict(config.runs))
-    for run_id, run in config.runs.items():
-        optimizers.build(run.optimizer, where=f"config.runs.{run_id}.optimizer")
-        for key in run.get("model", {}):
-            _require(
-                key in config.model,
-                f"runs.{run_id}.model.{key}",
-                f"one of {sorted(config.model)}",
-                key,
-            )
-    for key in ("dropout_rate", "input_dropout", "hidden_dropout"):
-        value = config.model.get(key, 0.0)
-        _require(0.0 <= value < 1.0, f"model.{key}", "a rate in [0, 1)", value)
-    mesh = config.get("mesh", "")
-    _require(mesh in ("", "data"), "mesh", '"" (one device) or "data" (all local devices)', mesh)
-    devices = jax.local_device_count()
-    _require(
-        not mesh or config.batch_size % devices == 0,
-        "batch_size",
-        f"a multiple of the {devices} local devices with mesh={mesh!r}",
-        config.batch_size,
-    )
-    eval_train_set = config.get("eval_train_set", False)
-    _require(isinstance(eval_train_set, bool), "eval_train_set", "True or False", eval_train_set)
-    bad = config.get("max_consecutive_bad_steps", 0)
-    _require(
-        isinstance(bad, int) and not isinstance(bad, bool) and bad >= 0,
-        "max_consecutive_bad_steps",
-        "an integer >= 0 (0 = off)",
-        bad,
-    )
+from jadam.experiments.config_check import ConfigError, check_config, check_figure_config
 
 
 # ----------------------------------------------------------------------------- data and models
@@ -160,13 +50,13 @@ def _prepare_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
     )
     if config.num_train:
         if config.num_train > len(dataset.train_y):
-            raise ValueError(
+            raise ConfigError(
                 f"config.num_train: expected at most {len(dataset.train_y)} (the training set "
                 f"size), found {config.num_train}"
             )
         dataset = _subset(dataset, config.num_train, config.get("num_test", 0))
     if config.batch_size > len(dataset.train_y):
-        raise ValueError(
+        raise ConfigError(
             f"config.batch_size: expected at most {len(dataset.train_y)} (the training set "
             f"size), found {config.batch_size}"
         )
@@ -348,6 +238,13 @@ def _restore(manager: ocp.CheckpointManager, state: Any) -> tuple[Any, dict] | N
     return restored.state, dict(restored.log)
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file and renames it: a kill leaves the old or new file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
 def _config_fingerprint(config: ml_collections.ConfigDict) -> str:
     return hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()[:16]
 
@@ -360,16 +257,17 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
     if stamp.exists():
         previous = json.loads(stamp.read_text()).get("fingerprint")
         if previous != fingerprint:
-            raise ValueError(
+            raise ConfigError(
                 f"workdir {str(workdir)!r} holds results of a different config "
                 f"(fingerprint {previous}, "
                 f"this config {fingerprint}); use a new --workdir or delete the old one"
             )
     else:
-        stamp.write_text(
+        _write_atomic(
+            stamp,
             json.dumps(
                 {"fingerprint": fingerprint, "config": json.loads(config.to_json())}, indent=1
-            )
+            ),
         )
 
 
@@ -385,7 +283,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
     Returns:
       The summary rows, one per run.
     """
-    validate(config)
+    check_figure_config(config)
     workdir = Path(workdir)
     _check_workdir(config, workdir)
     dataset = _prepare_data(config)
@@ -411,6 +309,12 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
     steps_per_epoch = len(dataset.train_y) // config.batch_size
     steps_per_call = config.get("steps_per_call", 0) or config.log_every
     num_steps = -(-config.num_epochs * steps_per_epoch // config.log_every) * config.log_every
+    if num_steps + config.log_every >= 2**31:  # Step numbers are int32 on the device.
+        most = (2**31 - 2 * config.log_every) // steps_per_epoch
+        raise ConfigError(
+            f"config.num_epochs: expected at most {most} epochs of {steps_per_epoch} steps "
+            f"(step numbers are int32), found {config.num_epochs}"
+        )
     key = jax.random.key(config.seed)
     metrics_path = workdir / "metrics.jsonl"
     metrics_path.write_text(
@@ -554,12 +458,11 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         manager.close()
         if not done_path.exists():  # Written last, atomically: the run's log, marking it complete.
             done_path.parent.mkdir(exist_ok=True)
-            done_path.with_suffix(".tmp").write_text(json.dumps(log))
-            done_path.with_suffix(".tmp").replace(done_path)
+            _write_atomic(done_path, json.dumps(log))
         summary.append(_summarise(base, log, resumed_from))
     progress.close()
 
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+    _write_atomic(workdir / "summary.json", json.dumps(summary, indent=1))
     plots.plot_figure(
         config,
         [r for row in summary for r in _records(workdir / "runs" / f"{row['run']}.json")],
@@ -647,19 +550,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     paper config each figure also gets its own ``workdir/<figure>/`` with checkpoints), prints a
     summary table, and returns the summary rows.
     """
+    check_config(config)  # Every figure's config, before any of them trains.
     workdir = Path(workdir)
     if "figures" not in config:
         rows = run_figure(config, workdir)
     else:
-        _require(
-            len(config.figures) > 0, "figures", "at least one figure config", dict(config.figures)
-        )
-        selected = config.get("only") or ""
-        names = [n.strip() for n in selected.split(",") if n.strip()] or list(config.figures)
-        unknown = [n for n in names if n not in config.figures]
-        _require(
-            not unknown, "only", f"comma-separated names from {sorted(config.figures)}", selected
-        )
+        selected = [n.strip() for n in config.only.split(",") if n.strip()]
+        names = selected or list(config.figures)
         rows = []
         workdir.mkdir(parents=True, exist_ok=True)
         with (workdir / "metrics.jsonl").open("w") as combined:
@@ -670,6 +567,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                     workdir / name / f"{config.figures[name].figure}.png",
                     workdir / f"{config.figures[name].figure}.png",
                 )
-        (workdir / "summary.json").write_text(json.dumps(rows, indent=1))
+        _write_atomic(workdir / "summary.json", json.dumps(rows, indent=1))
     print(format_summary(rows), flush=True)
     return rows
