@@ -191,6 +191,12 @@ def compile_times(leaf_counts: Sequence[int], params: int, algorithm: str = "ada
     """Seconds to trace, lower and compile the jitted step, per candidate and leaf count."""
     import jax
 
+    # One-time costs (first use of a primitive's lowering, caches) are not per-step compile
+    # time: compile each candidate once on a 2-leaf tree before timing.
+    warm = [jax.ShapeDtypeStruct((8,), np.float32)] * 2
+    for name in COMPILE_CANDIDATES:
+        step, tx = candidates.jax_step_function(name, algorithm)
+        step.lower(warm, warm, jax.eval_shape(tx.init, warm)).compile()
     rows = []
     for leaves in leaf_counts:
         sizes = layouts.equal_leaves(params, leaves)
