@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+# Everything from this line on in an existing report survives regeneration.
+KEPT_MARKER = "<!-- kept when regenerated: notes and other machines -->"
 SUMMARY_COLUMNS = ("optax", "torch fused", "torch default", "jadam", "jadam fused")
 
 
@@ -200,4 +202,6 @@ def write_markdown(
     lines += ["", "## Every case", ""]
     for case in results["cases"]:
         lines += _case_table(case)
-    path.write_text("\n".join(lines) + "\n")
+    kept = path.read_text().partition(KEPT_MARKER) if path.exists() else ("", "", "")
+    tail = "".join(kept[1:])  # hand-written notes and runs on other machines, if any
+    path.write_text("\n".join(lines) + "\n" + ("\n" + tail if tail else ""))

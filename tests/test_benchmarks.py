@@ -62,6 +62,7 @@ def test_all_candidates_compute_the_same_step():
 
 def test_end_to_end_writes_report(tmp_path):
     out = tmp_path / "RESULTS.md"
+    out.write_text(f"old table\n{report.KEPT_MARKER}\n## GPU notes\nkept\n")
     results = run.run(
         [run.Case("adam", "leaves", 2000, 100), run.Case("adamax", "transformer", 3000)],
         compile_leaves=[2, 5],
@@ -76,6 +77,7 @@ def test_end_to_end_writes_report(tmp_path):
     )
     text = out.read_text()
     assert "## Summary" in text and "jadam fused" in text and "| 5 |" in text
+    assert "old table" not in text and text.endswith(f"{report.KEPT_MARKER}\n## GPU notes\nkept\n")
     assert (tmp_path / "results.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["cases"][0]["label"] == results["cases"][0]["label"]
