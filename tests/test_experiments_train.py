@@ -16,14 +16,7 @@ pytest.importorskip("flax")
 from jadam.experiments import config_check, optimizers, plots, train
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = (
-    "fig1_logreg_mnist",
-    "fig1_logreg_imdb",
-    "fig2_mlp",
-    "fig3_cnn",
-    "fig4_vae_bias_correction",
-    "fig2_state_precision",
-)
+FIGURES = tuple(sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "paper"))
 RECORD_KEYS = {"figure", "run", "optimizer", "setting", "data", "step", "epoch", "train_loss"}
 SUMMARY_KEYS = {
     "figure",

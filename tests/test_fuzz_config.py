@@ -31,16 +31,8 @@ from jadam.experiments import config_check, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [
-    f"configs/{name}.py{arg}"
-    for name in (
-        "fig1_logreg_mnist",
-        "fig1_logreg_imdb",
-        "fig2_mlp",
-        "fig3_cnn",
-        "fig4_vae_bias_correction",
-        "fig2_state_precision",
-        "paper",
-    )
+    f"configs/{path.name}{arg}"
+    for path in sorted((ROOT / "configs").glob("*.py"))
     for arg in (":smoke", "")
 ]
 BASE = {spec: config_check.load_config_file(str(ROOT / spec)).to_dict() for spec in SPECS}
