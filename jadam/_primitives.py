@@ -109,7 +109,7 @@ def update_first_moment(updates: Any, mu: Any, decay: Any) -> Any:
     def leaf(g, m):
         dtype = _compute_dtype(m.dtype)
         new = lax.add(_scale(_cast(m, dtype), decay), _scale(_cast(g, dtype), 1 - decay))
-        if jnp.iscomplexobj(new) or not _narrower(m.dtype, dtype):
+        if not _narrower(m.dtype, dtype):
             # A convex combination of finite values cannot overflow in its own dtype; an
             # infinite gradient makes m infinite here as in optax and torch (skip_nonfinite).
             return _cast(new, m.dtype)
