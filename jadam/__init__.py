@@ -18,6 +18,9 @@ from jadam._baselines import ScaleByAdadeltaState as ScaleByAdadeltaState
 from jadam._baselines import ScaleByAdagradState as ScaleByAdagradState
 from jadam._baselines import ScaleByMomentumState as ScaleByMomentumState
 from jadam._baselines import ScaleByRmsState as ScaleByRmsState
+from jadam._baselines import ScaleByRmsWithCountState as ScaleByRmsWithCountState
+from jadam._baselines import ScaleByRStdDevState as ScaleByRStdDevState
+from jadam._baselines import ScaleByRStdDevWithCountState as ScaleByRStdDevWithCountState
 from jadam._baselines import adadelta as adadelta
 from jadam._baselines import adagrad as adagrad
 from jadam._baselines import rmsprop as rmsprop
@@ -35,6 +38,8 @@ from jadam._lazy_adam import SparseRowOptimizer as SparseRowOptimizer
 from jadam._lazy_adam import lazy_adam as lazy_adam
 from jadam._lazy_adam import scale_by_lazy_adam as scale_by_lazy_adam
 from jadam._lazy_adam import sparse_lazy_adam as sparse_lazy_adam
+from jadam._migration import from_optax_state as from_optax_state
+from jadam._migration import to_optax_state as to_optax_state
 from jadam._nadam import ScaleByNadamState as ScaleByNadamState
 from jadam._nadam import scale_by_nadam as scale_by_nadam
 from jadam._nonfinite import SkipNonFiniteState as SkipNonFiniteState
@@ -68,7 +73,10 @@ __all__ = [
     "ScaleByLazyAdamState",
     "ScaleByMomentumState",
     "ScaleByNadamState",
+    "ScaleByRStdDevState",
+    "ScaleByRStdDevWithCountState",
     "ScaleByRmsState",
+    "ScaleByRmsWithCountState",
     "SkipNonFiniteState",
     "SparseRowOptimizer",
     "StochasticRounding",
@@ -83,6 +91,7 @@ __all__ = [
     "bias_correction",
     "decayed_b1_correction",
     "decayed_b1_schedule",
+    "from_optax_state",
     "fused_kernel_available",
     "fused_train_step",
     "init_sharded",
@@ -107,6 +116,7 @@ __all__ = [
     "state_nbytes",
     "state_shardings",
     "temporal_averaging",
+    "to_optax_state",
     "update_first_moment",
     "update_infinity_norm",
     "update_second_moment",

@@ -50,9 +50,9 @@ def scale_by_adam(
     b2: Any = 0.999,
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
+    mu_dtype: Any = None,
     *,
     bias_correction: bool = True,
-    mu_dtype: Any = None,
     nu_dtype: Any = None,
     state_precision: Any = None,
     nesterov: bool = False,
@@ -226,6 +226,7 @@ def nadam(
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
     *,
+    nesterov: bool = True,
     nu_dtype: Any = None,
     state_precision: Any = None,
     momentum_decay: Any = None,
@@ -235,6 +236,7 @@ def nadam(
     m̄_t = β1·m_t/(1−β1^{t+1}) + (1−β1)·g_t/(1−β1^t),   θ_t = θ_{t−1} − α·m̄_t/(√v̂_t + ε).
 
     Args:
+      nesterov: False gives plain :func:`adam`, as optax's ``nadam(nesterov=False)``.
       momentum_decay: None (default): constant β1, optax's ``nadam``. A number ψ > 0: Dozat's
         momentum schedule μ_t = β1·(1 − ½·0.96^(tψ)) of :func:`jadam.scale_by_nadam`;
         ψ = 0.004 is torch's ``NAdam``, ψ = 1 is Keras's ``Nadam``.
@@ -245,7 +247,10 @@ def nadam(
       >>> state = tx.init(jnp.zeros(3))
       >>> torch_like = nadam(1e-3, momentum_decay=0.004)
     """
+    V.check_flag("nesterov", nesterov)
     if momentum_decay is not None:
+        if not nesterov:
+            raise ValueError(f"nesterov must be True with a momentum_decay, got {nesterov!r}.")
         if not isinstance(eps_root, jax.Array) and eps_root != 0:
             raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
         if (nu_dtype, state_precision) != (None, None):
@@ -259,7 +264,7 @@ def nadam(
         eps,
         eps_root,
         mu_dtype,
-        nesterov=True,
+        nesterov=nesterov,
         nu_dtype=nu_dtype,
         state_precision=state_precision,
     )
