@@ -355,3 +355,33 @@ def test_states_without_an_optax_form_are_refused_clearly():
     theirs = optax.adam(1e-2).init(params)
     with pytest.raises(ValueError, match="different fields"):
         jadam.from_optax_state(theirs, jadam.rmsprop(1e-2).init(params))
+
+
+def test_learning_rate_none_only_where_optax_defaults_to_it():
+    """Documented difference: optax's aliases turn learning_rate=None into "no learning rate"
+    even where their signature requires one; jadam accepts None only where optax's default is
+    None (adadelta) and refuses it elsewhere, naming the argument."""
+    optax.adam(None)
+    with pytest.raises(TypeError, match="learning_rate"):
+        jadam.adam(None)
+    jadam.adadelta(None)
+
+
+def test_centered_rms_variance_rounding_never_gives_nan():
+    """Documented difference: jadam takes max(v̂ − |m̂|², 0); optax's root of a rounding error's
+    negative variance is NaN. At step 1 with bias correction v̂ − |m̂|² is 0 up to rounding."""
+    tx = jadam.scale_by_rms(0.9, 1e-8, 0.0, False, True, centered=True)
+    grads = jnp.sin(jnp.arange(64.0))
+    updates, _ = tx.update(grads, tx.init(grads))
+    assert bool(jnp.all(jnp.isfinite(updates)))
+
+
+def test_fused_adam_continues_an_optax_state():
+    """A fused optimizer takes the unfused layout (what an optax checkpoint restores into)."""
+    params = _params()
+    theirs_tx = optax.adam(1e-2)
+    params, theirs = _train(theirs_tx, params, theirs_tx.init(params), 2)
+    ours = jadam.from_optax_state(theirs, jadam.adam(1e-2).init(params))
+    expected, _ = _train(theirs_tx, params, theirs, 2, start=2)
+    continued, _ = _train(jadam.adam(1e-2, fused=True), params, ours, 2, start=2)
+    chex.assert_trees_all_close(continued, expected, rtol=1e-5, atol=1e-7)
