@@ -91,7 +91,10 @@ def _restructure(source: Any, like: Any) -> Any:
                 f"state leaf {path} has shape {np.shape(value)}, the target wants "
                 f"{tuple(target.shape)} (a state_precision='8bit' state has no optax form)."
             )
-        leaf = jnp.asarray(value).astype(target.dtype)
+        leaf = jnp.asarray(value)
+        if jnp.iscomplexobj(leaf) and not jnp.issubdtype(target.dtype, jnp.complexfloating):
+            leaf = jnp.real(leaf)  # optax's |g|² moments of complex params: imaginary part 0
+        leaf = leaf.astype(target.dtype)
         sharding = getattr(target, "sharding", None)
         leaves.append(leaf if sharding is None else jax.device_put(leaf, sharding))
     return jax.tree.unflatten(treedef, leaves)

@@ -23,7 +23,7 @@ TRANSFORMS = {
     "adam_bf16_mu": lambda: jadam.adam(1e-2, mu_dtype=jnp.bfloat16),
     "adamax": lambda: jadam.adamax(1e-2),
     "amsgrad": lambda: jadam.amsgrad(1e-2),
-    "rmsprop_none_leaves": lambda: jadam.rmsprop(1e-2),  # mu is None when not centered
+    "rmsprop": lambda: jadam.rmsprop(1e-2),
     "skip_nonfinite_chain": lambda: jadam.skip_nonfinite(
         optax.chain(optax.clip_by_global_norm(1.0), jadam.adamw(1e-2, weight_decay=0.1))
     ),

@@ -385,3 +385,14 @@ def test_fused_adam_continues_an_optax_state():
     expected, _ = _train(theirs_tx, params, theirs, 2, start=2)
     continued, _ = _train(jadam.adam(1e-2, fused=True), params, ours, 2, start=2)
     chex.assert_trees_all_close(continued, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_complex_second_moments_convert_to_jadam_real_ones():
+    """optax keeps |g|² of a complex parameter in a complex array (imaginary part 0); jadam in
+    a real one. from_optax_state takes the real part, to_optax_state gives it back."""
+    params = jnp.ones(2, jnp.complex64)
+    theirs_tx = optax.adam(0.1)
+    _, theirs = theirs_tx.update(params * (1 + 1j), theirs_tx.init(params))
+    ours = jadam.from_optax_state(theirs, jadam.adam(0.1).init(params))
+    assert ours[0].nu.dtype == jnp.float32 and theirs[0].nu.dtype == jnp.complex64
+    chex.assert_trees_all_close(jadam.to_optax_state(ours, theirs), theirs)
