@@ -27,7 +27,7 @@ class ScaleByMomentumState(NamedTuple):
 
 
 def scale_by_momentum(
-    momentum: Any = 0.9, nesterov: bool = False, *, accumulator_dtype: Any = None
+    momentum: Any = 0.9, nesterov: bool = False, accumulator_dtype: Any = None
 ) -> optax.GradientTransformation:
     """Heavy-ball momentum b_t = μ·b_{t−1} + g_t; output b_t, or g_t + μ·b_t with ``nesterov``.
 
@@ -83,11 +83,15 @@ def sgd(
     """
     V.check_flag("nesterov", nesterov)
     if momentum is None:
-        for name, value in [("nesterov", nesterov), ("accumulator_dtype", accumulator_dtype)]:
-            if value not in (None, False):
-                raise ValueError(f"{name}={value!r} needs a momentum in [0, 1], got momentum=None.")
+        if nesterov:
+            raise ValueError("nesterov=True needs a momentum in [0, 1], got momentum=None.")
+        if accumulator_dtype is not None:
+            raise ValueError(
+                f"accumulator_dtype={accumulator_dtype!r} needs a momentum in [0, 1], got "
+                "momentum=None."
+            )
         return with_learning_rate(learning_rate, optax.identity())
-    tx = scale_by_momentum(momentum, nesterov, accumulator_dtype=accumulator_dtype)
+    tx = scale_by_momentum(momentum, nesterov, accumulator_dtype)
     return with_learning_rate(learning_rate, tx)
 
 
