@@ -17,7 +17,7 @@ import jadam  # noqa: E402
 
 project = "jadam"
 author = "the jadam authors"
-copyright = "2026, the jadam authors"  # noqa: A001
+copyright = "2026, the jadam authors"
 release = jadam.__version__
 version = release
 
@@ -28,7 +28,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "myst_nb",
     "mathml",  # docs/_ext/mathml.py: LaTeX → MathML at build time, no JavaScript, no network
-    "api_coverage",  # docs/_ext/api_coverage.py: fails the build if a jadam.__all__ name has no page
+    "api_coverage",  # docs/_ext/api_coverage.py: a jadam.__all__ name without a page fails
     "docstrings",  # docs/_ext/docstrings.py: |g| and ``x``s in docstrings read as text
     "notebooks",  # docs/_ext/notebooks.py: notebooks/ executed in small mode, outputs reused
 ]
