@@ -1,5 +1,7 @@
 """jadam: the Adam family (Kingma & Ba, 2015) as pure, optax-compatible gradient transformations."""
 
+from importlib import metadata as _metadata
+
 from jadam._adam import ScaleByAdamState as ScaleByAdamState
 from jadam._adam import adam as adam
 from jadam._adam import adamw as adamw
@@ -59,7 +61,10 @@ from jadam._sharding import per_device_bytes as per_device_bytes
 from jadam._sharding import state_shardings as state_shardings
 from jadam._state_size import state_nbytes as state_nbytes
 
-__version__ = "0.1.0"
+try:  # the version is defined once, in pyproject.toml
+    __version__ = _metadata.version("jadam")
+except _metadata.PackageNotFoundError:  # an uninstalled source tree
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "Blockwise8bit",
