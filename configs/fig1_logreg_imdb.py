@@ -12,7 +12,7 @@ Losses: Adam 0.092 at 0.03, AdaMax 0.144 at 0.1, AdaGrad 0.133 at 1, RMSProp 0.0
 SGDNesterov 0.128 at 0.3.
 """
 
-from jadam.experiments.config_lib import base_config, run
+from jadam.experiments.config_lib import base_config, ladder, run, search
 
 
 def get_config(arg: str = ""):
@@ -32,7 +32,9 @@ def get_config(arg: str = ""):
     config.runs.adagrad = run("adagrad", 1.0, "inverse_sqrt")
     config.runs.rmsprop = run("rmsprop", 0.03, "inverse_sqrt")
     config.runs.sgd_nesterov = run("sgd_nesterov", 0.3, "inverse_sqrt")
+    config.search = search(ladder(1e-3, 3.0), momenta=(0.9, 0.99), span=1)
     if arg == "smoke":
+        config.search = search((0.01, 0.1), max_extensions=1)
         config.num_train, config.num_test, config.batch_size = 512, 200, 64
         config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8
     elif arg:

@@ -11,7 +11,7 @@ the best setting of a grid. Losses: Adam 0.149 at 0.3, AdaMax 0.275 at 0.1, AdaG
 SGDNesterov 0.214 at 1.
 """
 
-from jadam.experiments.config_lib import base_config, run
+from jadam.experiments.config_lib import base_config, ladder, run, search
 
 
 def get_config(arg: str = ""):
@@ -30,7 +30,9 @@ def get_config(arg: str = ""):
     config.runs.adamax = run("adamax", 0.1, "inverse_sqrt")
     config.runs.adagrad = run("adagrad", 3.0, "inverse_sqrt")
     config.runs.sgd_nesterov = run("sgd_nesterov", 1.0, "inverse_sqrt")
+    config.search = search(ladder(1e-3, 10.0), momenta=(0.9, 0.99), span=1)
     if arg == "smoke":
+        config.search = search((0.01, 0.1), max_extensions=1)
         config.num_train, config.num_test, config.batch_size = 512, 200, 64
         config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8
     elif arg:

@@ -12,7 +12,7 @@ Adam 0.256 at 3e-3, AdaMax 0.304 at 3e-3, RMSProp 0.353 at 3e-3, AdaGrad 0.509 a
 SGDNesterov 0.366 at 0.1 (both at the grid's edge). AdaDelta keeps its usual α = 1.
 """
 
-from jadam.experiments.config_lib import base_config, run
+from jadam.experiments.config_lib import base_config, ladder, run, search
 
 
 def get_config(arg: str = ""):
@@ -32,7 +32,9 @@ def get_config(arg: str = ""):
     config.runs.rmsprop = run("rmsprop", 3e-3)
     config.runs.sgd_nesterov = run("sgd_nesterov", 0.1)
     config.runs.adadelta = run("adadelta", 1.0)
+    config.search = search(ladder(1e-4, 1.0), momenta=(0.9, 0.99), span=1)
     if arg == "smoke":
+        config.search = search((0.01, 0.1), max_extensions=1)
         config.model.hidden = (64, 64)
         config.num_train, config.num_test, config.batch_size = 512, 200, 64
         config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8

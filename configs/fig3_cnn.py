@@ -13,7 +13,7 @@ defaults, Adam 1e-3, AdaGrad 1e-2, SGDNesterov 1e-2. To search:
 ``python -m jadam.experiments.lr_search configs/fig3_cnn.py 1 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2 DIR``.
 """
 
-from jadam.experiments.config_lib import base_config, run
+from jadam.experiments.config_lib import base_config, ladder, run, search
 
 DROPOUT = {"input_dropout": 0.2, "hidden_dropout": 0.5}
 
@@ -42,7 +42,9 @@ def get_config(arg: str = ""):
     for name, alpha in (("adam", 1e-3), ("adagrad", 1e-2), ("sgd_nesterov", 1e-2)):
         config.runs[name] = run(name, alpha)
         config.runs[name + "_dropout"] = run(name, alpha, setting="dropout", model=DROPOUT)
+    config.search = search(ladder(1e-5, 1.0), momenta=(0.9,), span=1)
     if arg == "smoke":
+        config.search = search((0.01, 0.1), max_extensions=1)
         config.model.channels, config.model.hidden = (4, 4, 8), 16
         config.num_train, config.num_test, config.batch_size = 256, 100, 32
         config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 2, 4, 8, 8

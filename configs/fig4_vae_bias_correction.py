@@ -10,7 +10,7 @@ the optimizer state via ``optax.inject_hyperparams``). Paper size: --config.mode
 --config.model.latent=50 --config.num_epochs=100 --config.plot.budgets_epochs='(10,100)'.
 """
 
-from jadam.experiments.config_lib import base_config, run
+from jadam.experiments.config_lib import base_config, run, search
 
 B1 = (0.0, 0.9)
 B2 = (0.99, 0.999, 0.9999)
@@ -39,6 +39,9 @@ def get_config(arg: str = ""):
     config.plot.budgets_epochs = (2, 12)
     config.plot.ymax = 300.0
     b2_values, alphas = B2, LOG10_ALPHA
+    # The figure is itself the search: α per (bias correction, β1, β2) over its grid, extended
+    # past an edge that holds the best α (runs that differ only in α form one family).
+    config.search = search(tuple(10.0**e for e in LOG10_ALPHA), max_extensions=2)
     if arg == "smoke":
         config.model.hidden, config.model.latent = 32, 4
         config.num_train, config.num_test, config.batch_size = 512, 200, 64
@@ -50,6 +53,7 @@ def get_config(arg: str = ""):
         )
         config.plot.budgets_epochs = (1, 3)
         b2_values, alphas = (0.999,), (-3, -2)
+        config.search = search((1e-3, 1e-2), max_extensions=1)
     elif arg:
         raise ValueError(
             f"fig4_vae_bias_correction: unknown config argument {arg!r}; expected '' or 'smoke'"
