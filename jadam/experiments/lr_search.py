@@ -253,7 +253,13 @@ def search(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     selected = families(config)
+    if not selected:
+        raise ConfigError(
+            f"config.search.runs: expected at least one run to search, found none in "
+            f"{sorted(config.runs)} (AdaDelta is searched only when named)"
+        )
     total = sum(len(momenta(config, f)) * len(starting_grid(config, f)) for f in selected)
+    data_label = data.load_dataset(config.dataset, config.get("data_dir") or None).label
     bar = tqdm(total=total, desc=f"lr_search {config.figure}", disable=not progress)
     results = []
     for family in selected:
@@ -269,18 +275,23 @@ def search(
                 "searches": searches,
             }
         )
+        report = {
+            "figure": config.figure,
+            "num_epochs": config.num_epochs,
+            "data": data_label,
+            "score": "mean training loss over the final epoch (diverged: none)",
+            "complete": len(results) == len(selected),
+            "families": results,
+        }
+        _write(report, workdir)  # After each family, so a long search shows its progress.
     bar.close()
-    report = {
-        "figure": config.figure,
-        "num_epochs": config.num_epochs,
-        "data": data.load_dataset(config.dataset, config.get("data_dir") or None).label,
-        "score": "mean training loss over the final epoch (diverged: none)",
-        "families": results,
-    }
+    return report
+
+
+def _write(report: dict, workdir: Path) -> None:
     (workdir / "lr_search.json").write_text(json.dumps(report, indent=1))
     (workdir / "lr_search.md").write_text(markdown(report))
-    plot(report, workdir / f"{config.figure}_lr_search.png")
-    return report
+    plot(report, workdir / f"{report['figure']}_lr_search.png")
 
 
 def check_search_config(config: ml_collections.ConfigDict) -> None:
@@ -309,7 +320,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"Search of {report['figure']}: {report['num_epochs']} epochs on {report['data']}; "
         f"score: {report['score']}. Bold: best per row; — not tried; div.: diverged; "
-        "* after α: best at the grid's edge (not bracketed).",
+        "* after α: best at the grid's edge (not bracketed)."
+        + ("" if report.get("complete", True) else " PARTIAL: the search is still running."),
         "",
         "| run | chosen α | momentum | loss |",
         "|---|---|---|---|",
