@@ -317,12 +317,18 @@ def _alpha(value: float) -> str:
 
 def markdown(report: dict) -> str:
     """The chosen values and the full grid as markdown tables (one row per searched setting)."""
-    lines = [
+    heading = (
         f"Search of {report['figure']}: {report['num_epochs']} epochs on {report['data']}; "
         f"score: {report['score']}. Bold: best per row; — not tried; div.: diverged; "
         "* after α: best at the grid's edge (not bracketed)."
-        + ("" if report.get("complete", True) else " PARTIAL: the search is still running."),
-        "",
+        + ("" if report.get("complete", True) else " PARTIAL: the search is still running.")
+    )
+    return heading + "\n\n" + tables(report)
+
+
+def tables(report: dict) -> str:
+    """The chosen values, then every score (rows: searched settings; columns: α)."""
+    lines = [
         "| run | chosen α | momentum | loss |",
         "|---|---|---|---|",
     ]
