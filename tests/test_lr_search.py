@@ -72,7 +72,7 @@ def test_cli_grows_the_grid_past_an_edge_holding_the_best_alpha(tmp_path):
     assert "lr_search fig1_logreg_mnist" in result.stderr  # the tqdm progress bar
 
 
-def test_bracketed_best_stops_the_search_and_momentum_is_searched(tmp_path):
+def test_bracketed_best_stops_the_search_and_momentum_is_searched(tmp_path, monkeypatch):
     config = smoke_config()
     config.num_epochs = 1
     config.search.alphas = (1e-4, 0.3, 3000.0)
@@ -90,6 +90,12 @@ def test_bracketed_best_stops_the_search_and_momentum_is_searched(tmp_path):
     trial = lr_search.trial_config(config, "sgd_nesterov", 0.3, 0.5)
     assert trial.runs.sgd_nesterov.optimizer.hparams.momentum == 0.5
     assert "search" not in trial and list(trial.runs) == ["sgd_nesterov"]
+
+    def train_again(*args, **kwargs):
+        raise AssertionError("a finished trial was trained again")
+
+    monkeypatch.setattr(lr_search.train, "run_figure", train_again)
+    assert lr_search.search(config, tmp_path, progress=False)["families"] == report["families"]
 
 
 def test_figure4_runs_that_differ_only_in_alpha_are_one_family():

@@ -187,9 +187,20 @@ def run_trial(
     """Trains one run at (α, momentum) in its own directory (resumable); returns its score."""
     name = run_id if momentum is None else f"{run_id}_momentum_{momentum:g}"
     directory = workdir / "trials" / name / f"alpha_{alpha:g}"
-    train.run_figure(trial_config(config, run_id, alpha, momentum), directory)
-    log = json.loads((directory / "runs" / f"{run_id}.json").read_text())
+    trial = trial_config(config, run_id, alpha, momentum)
+    done = directory / "runs" / f"{run_id}.json"
+    if not (done.exists() and _same_config(directory, trial)):  # Else: trained before.
+        train.run_figure(trial, directory)
+    log = json.loads(done.read_text())
     return score(log["records"], config.num_epochs)
+
+
+def _same_config(directory: Path, trial: ml_collections.ConfigDict) -> bool:
+    """Whether ``directory`` holds a finished run of exactly this trial config."""
+    stamp = directory / "config.json"
+    if not stamp.exists():
+        return False
+    return json.loads(stamp.read_text())["config"] == json.loads(trial.to_json())
 
 
 # ----------------------------------------------------------------------------- the search
