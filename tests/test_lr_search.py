@@ -108,6 +108,17 @@ def test_figure4_runs_that_differ_only_in_alpha_are_one_family():
     }
 
 
+def test_run_names_pick_runs_and_optimizer_names_pick_all_their_runs():
+    config = config_check.load_config_file(str(ROOT / "configs" / "fig3_cnn.py"))
+    config.search.runs = "adam,adagrad_dropout"
+    assert [f.name for f in lr_search.families(config)] == ["adagrad_dropout", "adam"]
+    config.search.runs = ""  # all but AdaDelta (Figure 3 has none)
+    assert len(lr_search.families(config)) == 6
+    fig4 = smoke_config("fig4_vae_bias_correction")
+    fig4.search.runs = "adam"  # no run is named adam: the optimizer's runs
+    assert len(lr_search.families(fig4)) == 4
+
+
 def test_score_is_the_final_epoch_mean_and_divergence_is_infinite():
     records = [{"epoch": e, "train_loss": loss} for e, loss in ((1, 5.0), (1.5, 2.0), (2, 1.0))]
     assert lr_search.score(records, num_epochs=2) == pytest.approx(1.5)

@@ -19,7 +19,8 @@ does this for one figure config, driven by its ``search`` group:
   ended with a worse neighbour on both sides.
 * ``search.momenta``: for optimizers with a momentum (SGD with Nesterov momentum) the α search
   is repeated at each momentum and the best pair wins; ``()`` keeps the config's momentum.
-* ``search.runs``: comma-separated run names or optimizer names to search; ``""`` searches
+* ``search.runs``: comma-separated run names (``adam``: that run) or optimizer names
+  (``adagrad`` where no run has that name: all of its runs) to search; ``""`` searches
   every run except AdaDelta, whose α is the fixed scale 1 of Zeiler (2012). Runs that differ
   only in α (Figure 4's grid) are searched once, as one family.
 
@@ -89,11 +90,13 @@ def families(config: ml_collections.ConfigDict) -> list[Family]:
         run["optimizer"].pop("learning_rate")
         grouped.setdefault(json.dumps(run, sort_keys=True), []).append(run_id)
     wanted = [name.strip() for name in config.search.runs.split(",") if name.strip()]
+    # A run name picks that run; any other name is an optimizer's and picks all its runs.
+    by_optimizer = {name for name in wanted if name not in config.runs}
     selected = []
     for run_ids in grouped.values():
         optimizer = config.runs[run_ids[0]].optimizer
         if wanted:
-            if not any(n in run_ids or n == optimizer.name for n in wanted):
+            if not (set(run_ids) & set(wanted) or optimizer.name in by_optimizer):
                 continue
         elif optimizer.name == "adadelta":
             continue
