@@ -361,7 +361,7 @@ def tables(report: dict) -> str:
     alphas = sorted(
         {p["alpha"] for f in report["families"] for s in f["searches"] for p in s["grid"]}
     )
-    lines += ["", "| run \\ α | " + " | ".join(_alpha(a) for a in alphas) + " |"]
+    lines += ["", "| run / α | " + " | ".join(_alpha(a) for a in alphas) + " |"]
     lines.append("|---" * (len(alphas) + 1) + "|")
     for family in report["families"]:
         for search_result in family["searches"]:
