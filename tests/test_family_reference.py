@@ -135,3 +135,25 @@ def test_adamaxw(x64, eps):
     tx = jadam.adamaxw(0.01, eps=eps, weight_decay=0.1)
     expected = ref.adamaxw(grads, theta0, 0.01, eps=eps, weight_decay=0.1)
     chex.assert_trees_all_close(run_params(tx, grads, theta0), expected, **TOL)
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        jadam.radam(1e-2, eps=0.0, threshold=4.0),
+        jadam.radam(1e-2, eps=0.0, eps_form="eps_hat", threshold=4.0),
+        jadam.adabelief(1e-2, eps=0.0, eps_root=0.0),
+        jadam.yogi(1e-2, eps=0.0, initial_accumulator_value=0.0),
+        jadam.lamb(1e-2, eps=0.0),
+        jadam.adamaxw(1e-2, eps=0.0),
+    ],
+    ids=["radam", "radam_eps_hat", "adabelief", "yogi", "lamb", "adamaxw"],
+)
+def test_zero_gradients_never_nan_even_without_eps(tx):
+    """The literal algorithms compute 0/0 for a coordinate that never had a gradient."""
+    params = jnp.zeros(4)  # no weight decay to tell apart from the step
+    state = tx.init(params)
+    for _ in range(8):  # past ρ_t > 4 for RAdam
+        updates, state = tx.update(jnp.array([0.0, 0.0, 1.0, -1.0]), state, params)
+        assert np.isfinite(updates).all()
+        np.testing.assert_array_equal(updates[:2], 0.0)
