@@ -110,7 +110,7 @@ def scale_by_radam(
 
         def select(a, m, g):
             step = jnp.where(rectified, r.astype(a.dtype) * a, m)
-            return step.astype(g.dtype)
+            return P.saturating_cast(step, g.dtype)  # m̂_t can exceed a float16 gradient's range
 
         direction = P._tree_map(select, adaptive, mu_hat, updates)
         return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
