@@ -2,13 +2,18 @@
 
 from importlib import metadata as _metadata
 
+from jadam._adabelief import ScaleByBeliefState as ScaleByBeliefState
+from jadam._adabelief import adabelief as adabelief
+from jadam._adabelief import scale_by_belief as scale_by_belief
 from jadam._adam import ScaleByAdamState as ScaleByAdamState
 from jadam._adam import adam as adam
 from jadam._adam import adamw as adamw
 from jadam._adam import nadam as nadam
+from jadam._adam import nadamw as nadamw
 from jadam._adam import scale_by_adam as scale_by_adam
 from jadam._adamax import ScaleByAdamaxState as ScaleByAdamaxState
 from jadam._adamax import adamax as adamax
+from jadam._adamax import adamaxw as adamaxw
 from jadam._adamax import scale_by_adamax as scale_by_adamax
 from jadam._amsgrad import ScaleByAmsgradState as ScaleByAmsgradState
 from jadam._amsgrad import amsgrad as amsgrad
@@ -35,6 +40,8 @@ from jadam._fused import FusedTransformation as FusedTransformation
 from jadam._fused import PackedAdamState as PackedAdamState
 from jadam._fused import fused_train_step as fused_train_step
 from jadam._fused import kernel_available as fused_kernel_available
+from jadam._lamb import lamb as lamb
+from jadam._lamb import scale_by_trust_ratio as scale_by_trust_ratio
 from jadam._lazy_adam import ScaleByLazyAdamState as ScaleByLazyAdamState
 from jadam._lazy_adam import SparseRowOptimizer as SparseRowOptimizer
 from jadam._lazy_adam import lazy_adam as lazy_adam
@@ -53,6 +60,8 @@ from jadam._primitives import update_first_moment as update_first_moment
 from jadam._primitives import update_infinity_norm as update_infinity_norm
 from jadam._primitives import update_second_moment as update_second_moment
 from jadam._quantization import Blockwise8bit as Blockwise8bit
+from jadam._radam import radam as radam
+from jadam._radam import scale_by_radam as scale_by_radam
 from jadam._schedules import decayed_b1_correction as decayed_b1_correction
 from jadam._schedules import decayed_b1_schedule as decayed_b1_schedule
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
@@ -60,6 +69,8 @@ from jadam._sharding import init_sharded as init_sharded
 from jadam._sharding import per_device_bytes as per_device_bytes
 from jadam._sharding import state_shardings as state_shardings
 from jadam._state_size import state_nbytes as state_nbytes
+from jadam._yogi import scale_by_yogi as scale_by_yogi
+from jadam._yogi import yogi as yogi
 
 try:  # the version is defined once, in pyproject.toml
     __version__ = _metadata.version("jadam")
@@ -75,6 +86,7 @@ __all__ = [
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByAmsgradState",
+    "ScaleByBeliefState",
     "ScaleByLazyAdamState",
     "ScaleByMomentumState",
     "ScaleByNadamState",
@@ -86,10 +98,12 @@ __all__ = [
     "SparseRowOptimizer",
     "StochasticRounding",
     "TemporalAveragingState",
+    "adabelief",
     "adadelta",
     "adagrad",
     "adam",
     "adamax",
+    "adamaxw",
     "adamw",
     "amsgrad",
     "averaged_params",
@@ -101,19 +115,26 @@ __all__ = [
     "fused_train_step",
     "init_sharded",
     "inverse_sqrt_schedule",
+    "lamb",
     "lazy_adam",
     "nadam",
+    "nadamw",
     "per_device_bytes",
+    "radam",
     "rmsprop",
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_amsgrad",
+    "scale_by_belief",
     "scale_by_lazy_adam",
     "scale_by_momentum",
     "scale_by_nadam",
+    "scale_by_radam",
     "scale_by_rms",
+    "scale_by_trust_ratio",
+    "scale_by_yogi",
     "sgd",
     "skip_counts",
     "skip_nonfinite",
@@ -125,4 +146,5 @@ __all__ = [
     "update_first_moment",
     "update_infinity_norm",
     "update_second_moment",
+    "yogi",
 ]

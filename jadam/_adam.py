@@ -331,3 +331,62 @@ def adamw(
             mask=mask,
         )
     return tx
+
+
+def nadamw(
+    learning_rate: Any,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    eps_root: Any = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: Any = 1e-4,
+    mask: Any = None,
+    *,
+    nesterov: bool = True,
+    momentum_decay: Any = None,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    """NAdamW: :func:`nadam` with AdamW's decoupled weight decay λ (optax's ``nadamw``).
+
+    θ_t = θ_{t−1} − α·(m̄_t/(√v̂_t + ε) + λ·θ_{t−1}), m̄_t as in :func:`nadam`. Needs ``params``.
+
+    Args:
+      weight_decay, mask: as in :func:`adamw`.
+      nesterov: optax's ``nadamw`` is ``adamw`` with ``nesterov=True``; False gives AdamW.
+      momentum_decay: None: optax's constant β1. ψ > 0: Dozat's momentum schedule, so
+        ``nadamw(lr, momentum_decay=0.004, weight_decay=λ)`` is torch's
+        ``NAdam(lr, weight_decay=λ, decoupled_weight_decay=True)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tx = nadamw(1e-3, weight_decay=0.01)
+      >>> params = jnp.ones(2)
+      >>> updates, _ = tx.update(jnp.ones(2), tx.init(params), params)
+    """
+    V.check_flag("nesterov", nesterov)
+    if momentum_decay is None:
+        return adamw(
+            learning_rate,
+            b1,
+            b2,
+            eps,
+            eps_root,
+            mu_dtype,
+            weight_decay,
+            mask,
+            nesterov=nesterov,
+            nu_dtype=nu_dtype,
+            state_precision=state_precision,
+        )
+    if not nesterov:
+        raise ValueError("momentum_decay is Dozat's Nesterov schedule: it needs nesterov=True.")
+    if not isinstance(eps_root, jax.Array) and eps_root != 0:
+        raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
+    if (nu_dtype, state_precision) != (None, None):
+        raise ValueError("momentum_decay does not support nu_dtype or state_precision yet.")
+    if not callable(weight_decay):
+        V.check_non_negative("weight_decay", weight_decay)
+    scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
+    return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))

@@ -109,3 +109,42 @@ def adamax(
         return tx
     unsupported = (mu_dtype, nu_dtype, state_precision) != (None, None, None)
     return fused_adamax(tx, learning_rate, b1, b2, eps, unsupported=unsupported)
+
+
+def adamaxw(
+    learning_rate: Any,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    weight_decay: Any = 1e-4,
+    mask: Any = None,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    """AdamaxW: AdaMax with decoupled weight decay λ (optax's ``adamaxw``).
+
+    θ_t = θ_{t−1} − α·(m_t/((1−β1^t)·(u_t + ε)) + λ·θ_{t−1}), u_t as in :func:`scale_by_adamax`
+    (ε outside the max, the paper's; optax puts it inside). Needs ``params`` in ``update``.
+
+    Args:
+      weight_decay: λ ≥ 0 (or a schedule), optax's default 1e-4.
+      mask: a tree of booleans (or a callable params → tree) selecting the decayed leaves.
+
+    Note: Keras's ``Adamax(learning_rate, epsilon=1e-7, weight_decay=λ)`` also adds ε outside
+    the max and decays θ by α·λ·θ, so it is ``adamaxw(learning_rate, eps=1e-7, weight_decay=λ)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tx = adamaxw(0.002, weight_decay=0.5)
+      >>> params = jnp.array([1.0])
+      >>> tx.update(jnp.array([3.0]), tx.init(params), params)[0]  # −α·(1 + λ·θ)
+      Array([-0.003], dtype=float32)
+    """
+    if not callable(weight_decay):
+        V.check_non_negative("weight_decay", weight_decay)
+    scaling = scale_by_adamax(
+        b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype, state_precision=state_precision
+    )
+    return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))

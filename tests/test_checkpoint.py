@@ -28,6 +28,12 @@ TRANSFORMS = {
         optax.chain(optax.clip_by_global_norm(1.0), jadam.adamw(1e-2, weight_decay=0.1))
     ),
     "inject_hyperparams": lambda: optax.inject_hyperparams(jadam.adam)(learning_rate=1e-2),
+    "radam": lambda: jadam.radam(1e-2, threshold=4.0),
+    "adabelief_bfloat16_state": lambda: jadam.adabelief(1e-2, state_precision="bfloat16"),
+    "yogi_8bit_state": lambda: jadam.yogi(
+        1e-2, state_precision=jadam.Blockwise8bit(block_size=4, min_size=8)
+    ),
+    "lamb": lambda: jadam.lamb(1e-2, weight_decay=0.1),
 }
 PARAM_DTYPES = {"float32": jnp.float32, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
 CASES = [(name, "float32") for name in TRANSFORMS]

@@ -34,8 +34,18 @@ REGISTRY = {
     "adagrad": lambda: jadam.adagrad(0.1),
     "rmsprop": lambda: jadam.rmsprop(1e-3, momentum=0.9),
     "adadelta": jadam.adadelta,
+    "scale_by_radam": jadam.scale_by_radam,
+    "scale_by_belief": jadam.scale_by_belief,
+    "scale_by_yogi": jadam.scale_by_yogi,
+    "radam": lambda: jadam.radam(1e-3),
+    "adabelief": lambda: jadam.adabelief(1e-3),
+    "yogi": lambda: jadam.yogi(1e-2),
+    "lamb": lambda: jadam.lamb(1e-3, weight_decay=0.01),
+    "nadamw": lambda: jadam.nadamw(1e-3),
+    "adamaxw": lambda: jadam.adamaxw(2e-3),
 }
 NAMES = list(REGISTRY)
+FAMILY = [jadam.radam, jadam.adabelief, jadam.yogi, jadam.lamb, jadam.nadamw, jadam.adamaxw]
 
 
 def _params():
@@ -115,7 +125,7 @@ def test_none_leaves_pass_through(name):
 
 @pytest.mark.parametrize(
     "factory",
-    [jadam.adam, jadam.adamw, jadam.nadam, jadam.amsgrad, jadam.adamax, jadam.rmsprop],
+    [jadam.adam, jadam.adamw, jadam.nadam, jadam.amsgrad, jadam.adamax, jadam.rmsprop, *FAMILY],
     ids=lambda f: f.__name__,
 )
 def test_inject_hyperparams_and_vmap_over_learning_rate(factory):
@@ -150,6 +160,16 @@ BAD = [
     (jadam.adamw, {"learning_rate": 1e-3, "weight_decay": -1.0}, "weight_decay"),
     (jadam.sgd, {"learning_rate": 0.1, "nesterov": True}, "nesterov=True needs a momentum"),
     (jadam.inverse_sqrt_schedule, {"init_value": -1.0}, "init_value"),
+    (jadam.scale_by_radam, {"threshold": 3.0}, "threshold must be in [4.0, inf], got 3.0"),
+    (jadam.scale_by_radam, {"eps_form": "inside_root"}, "eps_form must be one of"),
+    (jadam.radam, {"learning_rate": 1e-3, "weight_decay": -0.1}, "weight_decay"),
+    (jadam.scale_by_belief, {"eps_root": -1e-16}, "eps_root must be in [0.0, inf]"),
+    (jadam.scale_by_yogi, {"initial_accumulator_value": -1e-6}, "initial_accumulator_value"),
+    (jadam.scale_by_yogi, {"b2": 1.0}, "b2 must be in [0.0, 1.0), got 1.0"),
+    (jadam.scale_by_trust_ratio, {"trust_coefficient": -1.0}, "trust_coefficient"),
+    (jadam.lamb, {"learning_rate": 1e-3, "b1": 1.0}, "b1"),
+    (jadam.nadamw, {"learning_rate": 1e-3, "momentum_decay": -1.0}, "momentum_decay"),
+    (jadam.adamaxw, {"learning_rate": 1e-3, "weight_decay": -1.0}, "weight_decay"),
 ]
 
 
@@ -196,7 +216,10 @@ def test_step_counter_saturates():
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
-@pytest.mark.parametrize("name", ["adam", "adamax", "amsgrad", "nadam", "rmsprop", "adagrad"])
+@pytest.mark.parametrize(
+    "name",
+    ["adam", "adamax", "amsgrad", "nadam", "rmsprop", "adagrad", *(f.__name__ for f in FAMILY)],
+)
 def test_low_precision_params(name, dtype):
     tx = REGISTRY[name]()
     params = jax.tree.map(lambda p: p.astype(dtype), _params())

@@ -23,6 +23,18 @@ REGISTRY = {
     "temporal_averaging": lambda: optax.chain(jadam.adam(1e-3), jadam.temporal_averaging()),
     "lazy_adam": lambda: jadam.lazy_adam(1e-3),
     "lazy_adam_per_row": lambda: jadam.lazy_adam(1e-3, per_row_count=True, eps_form="eps_hat"),
+    "radam_torch": lambda: jadam.radam(
+        1e-3, eps_form="eps_hat", weight_decay=0.1, decoupled_weight_decay=True
+    ),
+    "radam_paper_8bit": lambda: jadam.radam(1e-3, threshold=4.0, state_precision="8bit"),
+    "adabelief_nesterov_bfloat16": lambda: jadam.adabelief(
+        1e-3, nesterov=True, state_precision="bfloat16"
+    ),
+    "yogi_paper": lambda: jadam.yogi(1e-2, initial_accumulator_value=0.0, bias_correction=False),
+    "yogi_8bit": lambda: jadam.yogi(1e-2, state_precision="8bit"),
+    "lamb_bfloat16": lambda: jadam.lamb(1e-3, weight_decay=0.1, state_precision="bfloat16"),
+    "nadamw_torch": lambda: jadam.nadamw(1e-3, weight_decay=0.1, momentum_decay=0.004),
+    "adamaxw_8bit": lambda: jadam.adamaxw(2e-3, state_precision="8bit"),
 }
 NAMES = list(REGISTRY)
 
