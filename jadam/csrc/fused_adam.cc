@@ -259,7 +259,7 @@ JADAM_ALWAYS_INLINE inline float Direction(float m, float v, float floor, const 
 }
 
 template <bool kApply, bool kDecay, bool kFma>
-JADAM_ALWAYS_INLINE inline void WriteStep(float d, float* g, float* p, size_t i,
+JADAM_ALWAYS_INLINE inline void WriteStep(float d, float* __restrict g, float* __restrict p, size_t i,
                                           const Coefficients& c) {
   if constexpr (kDecay) d = MulAdd<kFma>(p[i], c.wd, d);
   if constexpr (kApply) {
@@ -275,10 +275,11 @@ JADAM_ALWAYS_INLINE inline void ElementBody(const Leaf& leaf, size_t begin, size
                                             const Coefficients& c) {
   using S = Storage<kKind>;
   using T = typename S::T;
-  float* g = leaf.g;
+  // g and p are distinct buffers (g holds the update in transform mode).
+  float* __restrict g = leaf.g;
   T* __restrict m = static_cast<T*>(leaf.m);
   T* __restrict v = static_cast<T*>(leaf.v);
-  float* p = leaf.p;
+  float* __restrict p = leaf.p;
   for (size_t i = begin; i < end; ++i) {
     const NewMoments x = UpdateMoments<kAlgo, kFma>(g[i], S::Load(m[i]), S::Load(v[i]), c);
     m[i] = S::Store(x.m, Dither(leaf.key_m, i, c.count));
@@ -342,20 +343,53 @@ JADAM_ALWAYS_INLINE inline uint8_t Encode(float x, float factor, uint32_t bits) 
     noise = 1u << (kDropped - 1);
     uniform = 0.5f;
   }
-  int32_t code;
-  if (y < 0x1p-15f) {  // the code's subnormal range: steps of 2^(1 − M − 16)
-    code = static_cast<int32_t>(std::floor(y * std::ldexp(1.0f, kM - 1 + 16) + uniform));
-  } else {
-    const uint32_t raw = FloatBits(y) + noise;
-    const int32_t exponent = static_cast<int32_t>(raw >> 23) - 127 + (1 << kExponentBits);
-    const int32_t mantissa = static_cast<int32_t>((raw >> kDropped) & ((1u << kM) - 1));
-    code = exponent * (1 << kM) + mantissa;
-  }
+  // Both ranges computed and one selected (no branch: the loop vectorizes).
+  // Subnormal range of the code: steps of 2^(1 − M − 16).
+  const float steps = std::floor(y * static_cast<float>(1 << (kM - 1 + 16)) + uniform);
+  const int32_t subnormal = static_cast<int32_t>(std::min(steps, 1024.0f));
+  const uint32_t raw = FloatBits(y) + noise;
+  const int32_t exponent = static_cast<int32_t>(raw >> 23) - 127 + (1 << kExponentBits);
+  const int32_t mantissa = static_cast<int32_t>((raw >> kDropped) & ((1u << kM) - 1));
+  int32_t code = y < 0x1p-15f ? subnormal : exponent * (1 << kM) + mantissa;
   code = std::min(std::max(code, 0), (1 << (kExponentBits + kM)) - 1);
-  if constexpr (kSigned) {
-    if (x < 0.0f) code |= 128;
-  }
+  if constexpr (kSigned) code |= x < 0.0f ? 128 : 0;
   return static_cast<uint8_t>(code);
+}
+
+// The absmax of a block as the pure path's reductions give it (NaN if any value is NaN),
+// in 8 lanes so that the loop vectorizes.
+JADAM_ALWAYS_INLINE inline void BlockRange(const float* __restrict x, size_t count,
+                                           bool padded, float* hi_out, float* lo_out) {
+  float hi[8], lo[8];
+  int nan[8];
+  for (int k = 0; k < 8; ++k) {
+    hi[k] = padded ? 0.0f : -INFINITY;
+    lo[k] = padded ? 0.0f : INFINITY;
+    nan[k] = 0;
+  }
+  size_t j = 0;
+  for (; j + 8 <= count; j += 8) {
+    for (int k = 0; k < 8; ++k) {
+      const float v = x[j + k];
+      hi[k] = hi[k] > v ? hi[k] : v;
+      lo[k] = lo[k] < v ? lo[k] : v;
+      nan[k] |= v != v;
+    }
+  }
+  for (; j < count; ++j) {
+    hi[0] = hi[0] > x[j] ? hi[0] : x[j];
+    lo[0] = lo[0] < x[j] ? lo[0] : x[j];
+    nan[0] |= x[j] != x[j];
+  }
+  float h = hi[0], l = lo[0];
+  int any_nan = nan[0];
+  for (int k = 1; k < 8; ++k) {
+    h = h > hi[k] ? h : hi[k];
+    l = l < lo[k] ? l : lo[k];
+    any_nan |= nan[k];
+  }
+  *hi_out = any_nan ? NAN : h;
+  *lo_out = any_nan ? NAN : l;
 }
 
 inline float RowScale(const uint8_t* row, size_t block) {
@@ -377,8 +411,8 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
   float* __restrict new_v = new_m + block;
   uint8_t* m_rows = static_cast<uint8_t*>(leaf.m);
   uint8_t* v_rows = static_cast<uint8_t*>(leaf.v);
-  float* g = leaf.g;
-  float* p = leaf.p;
+  float* __restrict g = leaf.g;
+  float* __restrict p = leaf.p;
   for (size_t b = begin / block; b * block < end; ++b) {
     uint8_t* __restrict m_row = m_rows + b * row;
     uint8_t* __restrict v_row = v_rows + b * row;
@@ -388,20 +422,17 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     const float m_factor = RowScale(m_row, block) * (1.0f / LargestCode<true>());
     const float v_factor = RowScale(v_row, block) * (1.0f / LargestCode<false>());
     const float* __restrict gb = g + base;
-    // Zero padding takes part in the absmax of a partial block.
-    float m_hi = count < block ? 0.0f : -INFINITY;
-    float m_lo = count < block ? 0.0f : INFINITY;
-    float v_hi = count < block ? 0.0f : -INFINITY;
     for (size_t j = 0; j < count; ++j) {
       const float m_old = kCodes.signed_values[m_row[j]] * m_factor;
       const float v_old = kCodes.unsigned_values[v_row[j]] * v_factor;
       const NewMoments x = UpdateDecodedMoments<kAlgo, kFma>(gb[j], m_old, v_old, c);
       new_m[j] = x.m;
       new_v[j] = x.v;
-      m_hi = NanMax(m_hi, x.m);
-      m_lo = NanMin(m_lo, x.m);
-      v_hi = NanMax(v_hi, x.v);
     }
+    // Zero padding takes part in the absmax of a partial block.
+    float m_hi, m_lo, v_hi, v_lo;
+    BlockRange(new_m, count, count < block, &m_hi, &m_lo);
+    BlockRange(new_v, count, count < block, &v_hi, &v_lo);
     const float m_scale = NanMax(m_hi, -m_lo);
     const float v_scale = v_hi;
     const float m_encode = LargestCode<true>() / (m_scale > 0.0f ? m_scale : 1.0f);
@@ -433,7 +464,10 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
 
 template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kFma, int kKind>
 JADAM_ALWAYS_INLINE inline void Body(const Leaf& leaf, size_t begin, size_t end,
-                                     const Coefficients& c) {
+                                     const Coefficients& coefficients) {
+  // A local copy: the compiler then knows no store through a leaf's pointers changes it
+  // (otherwise every coefficient is reloaded per element and nothing vectorizes).
+  const Coefficients c = coefficients;
   if constexpr (kKind == kQ8) {
     BlockBody<kAlgo, kApply, kDecay, kSafe, kFma, true>(leaf, begin, end, c);
   } else if constexpr (kKind == kQ8 + 1) {  // 8-bit, round to nearest
