@@ -421,7 +421,7 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     // XLA turns the pure path's absmax / largest_code into absmax · (1 / largest_code).
     const float m_factor = RowScale(m_row, block) * (1.0f / LargestCode<true>());
     const float v_factor = RowScale(v_row, block) * (1.0f / LargestCode<false>());
-    const float* __restrict gb = g + base;
+    const float* gb = g + base;  // not restrict: gb_out below writes the same updates buffer
     for (size_t j = 0; j < count; ++j) {
       const float m_old = kCodes.signed_values[m_row[j]] * m_factor;
       const float v_old = kCodes.unsigned_values[v_row[j]] * v_factor;
@@ -444,12 +444,20 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     } else {
       floor = resolution;
     }
+    // Three simple loops (each vectorizes) rather than one.
+    const uint32_t key_m = leaf.key_m + static_cast<uint32_t>(base) * 0xC13FA9A9u;
+    const uint32_t key_v = leaf.key_v + static_cast<uint32_t>(base) * 0xC13FA9A9u;
     for (size_t j = 0; j < count; ++j) {
-      const size_t i = base + j;
-      m_row[j] = Encode<true, kStochastic>(new_m[j], m_encode, Dither(leaf.key_m, i, c.count));
-      v_row[j] = Encode<false, kStochastic>(new_v[j], v_encode, Dither(leaf.key_v, i, c.count));
+      m_row[j] = Encode<true, kStochastic>(new_m[j], m_encode, Dither(key_m, j, c.count));
+    }
+    for (size_t j = 0; j < count; ++j) {
+      v_row[j] = Encode<false, kStochastic>(new_v[j], v_encode, Dither(key_v, j, c.count));
+    }
+    float* __restrict gb_out = g + base;
+    float* __restrict pb = p == nullptr ? nullptr : p + base;
+    for (size_t j = 0; j < count; ++j) {
       const float d = Direction<kAlgo, kSafe, true, kFma>(new_m[j], new_v[j], floor, c);
-      WriteStep<kApply, kDecay, kFma>(d, g, p, i, c);
+      WriteStep<kApply, kDecay, kFma>(d, gb_out, pb, j, c);
     }
     std::memset(m_row + count, 0, block - count);  // padding encodes as code 0
     std::memset(v_row + count, 0, block - count);
