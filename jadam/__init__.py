@@ -36,10 +36,10 @@ from jadam._baselines import scale_by_adagrad as scale_by_adagrad
 from jadam._baselines import scale_by_momentum as scale_by_momentum
 from jadam._baselines import scale_by_rms as scale_by_rms
 from jadam._baselines import sgd as sgd
+from jadam._fused import FusedFallbackWarning as FusedFallbackWarning
 from jadam._fused import FusedTransformation as FusedTransformation
-from jadam._fused import PackedAdamState as PackedAdamState
 from jadam._fused import fused_train_step as fused_train_step
-from jadam._fused import kernel_available as fused_kernel_available
+from jadam._kernel import available as fused_kernel_available
 from jadam._lamb import lamb as lamb
 from jadam._lamb import scale_by_trust_ratio as scale_by_trust_ratio
 from jadam._lazy_adam import ScaleByLazyAdamState as ScaleByLazyAdamState
@@ -54,6 +54,7 @@ from jadam._nadam import scale_by_nadam as scale_by_nadam
 from jadam._nonfinite import SkipNonFiniteState as SkipNonFiniteState
 from jadam._nonfinite import skip_counts as skip_counts
 from jadam._nonfinite import skip_nonfinite as skip_nonfinite
+from jadam._packed import PackedAdamState as PackedAdamState
 from jadam._precision import StochasticRounding as StochasticRounding
 from jadam._primitives import bias_correction as bias_correction
 from jadam._primitives import update_first_moment as update_first_moment
@@ -79,6 +80,7 @@ except _metadata.PackageNotFoundError:  # an uninstalled source tree
 
 __all__ = [
     "Blockwise8bit",
+    "FusedFallbackWarning",
     "FusedTransformation",
     "PackedAdamState",
     "ScaleByAdadeltaState",

@@ -11,10 +11,10 @@ import optax
 from jadam import _primitives as P
 from jadam import _storage as S
 from jadam import _validation as V
-from jadam._alias import with_learning_rate
-from jadam._fused import fused_adam
+from jadam._alias import build_alias, with_learning_rate
 from jadam._nadam import scale_by_nadam
 from jadam._schedules import decayed_b1_correction
+from jadam._spec import StepSpec
 
 EPS_FORMS = ("algorithm1", "eps_hat", "inside_root")
 
@@ -96,8 +96,19 @@ def scale_by_adam(
       >>> updates  # the first step is sign(g) up to ε
       Array([ 1., -1.], dtype=float32)
     """
+    spec = adam_spec(
+        b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
+        eps_form=eps_form, b1_decay=b1_decay,
+    )  # fmt: skip
+    return scale_by_adam_spec(spec, S.Moments(state_precision, mu_dtype, nu_dtype, count=2))
+
+
+def adam_spec(
+    b1: Any, b2: Any, eps: Any, eps_root: Any, *, bias_correction: bool = True,
+    nesterov: bool = False, eps_form: str = "algorithm1", b1_decay: Any = None, **rest: Any,
+) -> StepSpec:  # fmt: skip
+    """The validated :class:`StepSpec` of Algorithm 1 (``rest``: learning rate, decay, mask)."""
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
     V.check_choice("eps_form", eps_form, EPS_FORMS)
     if b1_decay is not None:
         V.check_range("b1_decay", b1_decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
@@ -105,6 +116,17 @@ def scale_by_adam(
             raise ValueError("b1_decay is not supported together with nesterov=True.")
     V.check_flag("bias_correction", bias_correction)
     V.check_flag("nesterov", nesterov)
+    return StepSpec(
+        "adam", b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
+        eps_form=eps_form, b1_decay=b1_decay, **rest,
+    )  # fmt: skip
+
+
+def scale_by_adam_spec(spec: StepSpec, moments: S.Moments) -> optax.GradientTransformation:
+    """:func:`scale_by_adam` of a spec and a moment storage (the pure path of Algorithm 1)."""
+    b1, b2, eps, eps_root = spec.b1, spec.b2, spec.eps, spec.eps_root
+    bias_correction, nesterov, eps_form = spec.bias_correction, spec.nesterov, spec.eps_form
+    b1_decay = spec.b1_decay
 
     def init_fn(params):
         mu, nu = moments.init(params)
@@ -187,35 +209,12 @@ def adam(
 
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
-    scaling = scale_by_adam(
-        b1,
-        b2,
-        eps,
-        eps_root,
-        bias_correction=bias_correction,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        state_precision=state_precision,
-        nesterov=nesterov,
-        eps_form=eps_form,
-        b1_decay=b1_decay,
-    )
-    tx = with_learning_rate(learning_rate, scaling)
-    if fused:
-        # The kernel runs Algorithm 1's ε, a constant β1 and float32 moments only.
-        unsupported = (mu_dtype, nu_dtype, state_precision, b1_decay) != (None,) * 4
-        return fused_adam(
-            tx,
-            learning_rate,
-            b1,
-            b2,
-            eps,
-            eps_root,
-            unsupported=unsupported or eps_form != "algorithm1",
-            bias_correction=bias_correction,
-            nesterov=nesterov,
-        )
-    return tx
+    spec = adam_spec(
+        b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
+        eps_form=eps_form, b1_decay=b1_decay, learning_rate=learning_rate,
+    )  # fmt: skip
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    return build_alias(spec, moments, scale_by_adam_spec(spec, moments), fused=fused)
 
 
 def nadam(
@@ -303,34 +302,12 @@ def adamw(
     """
     if not callable(weight_decay):
         V.check_non_negative("weight_decay", weight_decay)
-    tx = with_learning_rate(
-        learning_rate,
-        scale_by_adam(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            state_precision=state_precision,
-            nesterov=nesterov,
-        ),
-        optax.add_decayed_weights(weight_decay, mask),
-    )
-    if fused:
-        return fused_adam(
-            tx,
-            learning_rate,
-            b1,
-            b2,
-            eps,
-            eps_root,
-            unsupported=(mu_dtype, nu_dtype, state_precision) != (None, None, None),
-            nesterov=nesterov,
-            weight_decay=weight_decay,
-            mask=mask,
-        )
-    return tx
+    spec = adam_spec(
+        b1, b2, eps, eps_root, nesterov=nesterov, learning_rate=learning_rate,
+        weight_decay=weight_decay, mask=mask,
+    )  # fmt: skip
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    return build_alias(spec, moments, scale_by_adam_spec(spec, moments), fused=fused)
 
 
 def nadamw(

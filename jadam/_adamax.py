@@ -11,8 +11,8 @@ import optax
 from jadam import _primitives as P
 from jadam import _storage as S
 from jadam import _validation as V
-from jadam._alias import with_learning_rate
-from jadam._fused import fused_adamax
+from jadam._alias import build_alias, with_learning_rate
+from jadam._spec import StepSpec
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -57,10 +57,21 @@ def scale_by_adamax(
       >>> updates.round(5)
       Array([ 1., -1.,  0.], dtype=float32)
     """
+    spec = adamax_spec(b1, b2, eps)
+    return scale_by_adamax_spec(spec, S.Moments(state_precision, mu_dtype, nu_dtype, count=2))
+
+
+def adamax_spec(b1: Any, b2: Any, eps: Any, **rest: Any) -> StepSpec:
+    """The validated :class:`StepSpec` of Algorithm 2 (``rest``: the learning rate)."""
     V.check_range("b1", b1, 0.0, 1.0)
     V.check_range("b2", b2, 0.0, 1.0)
     V.check_non_negative("eps", eps)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    return StepSpec("adamax", b1, b2, eps, **rest)
+
+
+def scale_by_adamax_spec(spec: StepSpec, moments: S.Moments) -> optax.GradientTransformation:
+    """:func:`scale_by_adamax` of a spec and a moment storage (the pure path of Algorithm 2)."""
+    b1, b2, eps = spec.b1, spec.b2, spec.eps
 
     def init_fn(params):
         mu, nu = moments.init(params)
@@ -101,14 +112,9 @@ def adamax(
       >>> updates
       Array([-0.002], dtype=float32)
     """
-    scaling = scale_by_adamax(
-        b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype, state_precision=state_precision
-    )
-    tx = with_learning_rate(learning_rate, scaling)
-    if not fused:
-        return tx
-    unsupported = (mu_dtype, nu_dtype, state_precision) != (None, None, None)
-    return fused_adamax(tx, learning_rate, b1, b2, eps, unsupported=unsupported)
+    spec = adamax_spec(b1, b2, eps, learning_rate=learning_rate)
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    return build_alias(spec, moments, scale_by_adamax_spec(spec, moments), fused=fused)
 
 
 def adamaxw(
