@@ -1,5 +1,8 @@
 """jadam: the Adam family (Kingma & Ba, 2015) as pure, optax-compatible gradient transformations."""
 
+from jadam._adafactor import FactoredState as FactoredState
+from jadam._adafactor import adafactor as adafactor
+from jadam._adafactor import scale_by_factored_rms as scale_by_factored_rms
 from jadam._adam import ScaleByAdamState as ScaleByAdamState
 from jadam._adam import adam as adam
 from jadam._adam import adamw as adamw
@@ -8,6 +11,11 @@ from jadam._adam import scale_by_adam as scale_by_adam
 from jadam._adamax import ScaleByAdamaxState as ScaleByAdamaxState
 from jadam._adamax import adamax as adamax
 from jadam._adamax import scale_by_adamax as scale_by_adamax
+from jadam._ademamix import ScaleByAdemamixState as ScaleByAdemamixState
+from jadam._ademamix import ademamix as ademamix
+from jadam._ademamix import scale_by_ademamix as scale_by_ademamix
+from jadam._adopt import adopt as adopt
+from jadam._adopt import scale_by_adopt as scale_by_adopt
 from jadam._amsgrad import ScaleByAmsgradState as ScaleByAmsgradState
 from jadam._amsgrad import amsgrad as amsgrad
 from jadam._amsgrad import scale_by_amsgrad as scale_by_amsgrad
@@ -46,6 +54,12 @@ from jadam._primitives import update_first_moment as update_first_moment
 from jadam._primitives import update_infinity_norm as update_infinity_norm
 from jadam._primitives import update_second_moment as update_second_moment
 from jadam._quantization import Blockwise8bit as Blockwise8bit
+from jadam._schedule_free import ScaleByRmsWithCountState as ScaleByRmsWithCountState
+from jadam._schedule_free import ScheduleFreeState as ScheduleFreeState
+from jadam._schedule_free import scale_by_corrected_rms as scale_by_corrected_rms
+from jadam._schedule_free import schedule_free as schedule_free
+from jadam._schedule_free import schedule_free_adamw as schedule_free_adamw
+from jadam._schedule_free import schedule_free_eval_params as schedule_free_eval_params
 from jadam._schedules import decayed_b1_correction as decayed_b1_correction
 from jadam._schedules import decayed_b1_schedule as decayed_b1_schedule
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
@@ -58,26 +72,33 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Blockwise8bit",
+    "FactoredState",
     "FusedTransformation",
     "PackedAdamState",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
+    "ScaleByAdemamixState",
     "ScaleByAmsgradState",
     "ScaleByLazyAdamState",
     "ScaleByMomentumState",
     "ScaleByNadamState",
     "ScaleByRmsState",
+    "ScaleByRmsWithCountState",
+    "ScheduleFreeState",
     "SkipNonFiniteState",
     "SparseRowOptimizer",
     "StochasticRounding",
     "TemporalAveragingState",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
     "adamw",
+    "ademamix",
+    "adopt",
     "amsgrad",
     "averaged_params",
     "bias_correction",
@@ -95,11 +116,18 @@ __all__ = [
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_amsgrad",
+    "scale_by_corrected_rms",
+    "scale_by_factored_rms",
     "scale_by_lazy_adam",
     "scale_by_momentum",
     "scale_by_nadam",
     "scale_by_rms",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
     "sgd",
     "skip_counts",
     "skip_nonfinite",
