@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+import optax.contrib
 import pytest
 
 import jadam
@@ -24,7 +25,11 @@ PAIRS = [
     (jadam.adam(1e-2), optax.adam(1e-2)),
     (jadam.adamax(2e-3), optax.adamax(2e-3)),  # ε conventions differ by ~1e-8 here
     (jadam.adamw(1e-2, weight_decay=0.1), optax.adamw(1e-2, weight_decay=0.1)),
+    (jadam.adopt(1e-2), optax.contrib.adopt(1e-2)),
+    (jadam.ademamix(1e-2), optax.contrib.ademamix(1e-2)),
+    (jadam.adafactor(1e-2), optax.adafactor(1e-2)),
 ]
+PAIR_IDS = ["adam", "adamax", "adamw", "adopt", "ademamix", "adafactor"]
 
 
 class MLP(nnx.Module):
@@ -50,7 +55,7 @@ def _nnx_train(tx, steps=20):
     return nnx.state(model, nnx.Param)
 
 
-@pytest.mark.parametrize("ours,theirs", PAIRS, ids=["adam", "adamax", "adamw"])
+@pytest.mark.parametrize("ours,theirs", PAIRS, ids=PAIR_IDS)
 def test_nnx_optimizer_step_matches_optax(ours, theirs):
     chex.assert_trees_all_close(_nnx_train(ours), _nnx_train(theirs), rtol=2e-5, atol=ATOL)
 
@@ -77,6 +82,6 @@ def _linen_train(tx, steps=20):
     return state.params
 
 
-@pytest.mark.parametrize("ours,theirs", PAIRS, ids=["adam", "adamax", "adamw"])
+@pytest.mark.parametrize("ours,theirs", PAIRS, ids=PAIR_IDS)
 def test_linen_train_state_matches_optax(ours, theirs):
     chex.assert_trees_all_close(_linen_train(ours), _linen_train(theirs), rtol=2e-5, atol=ATOL)

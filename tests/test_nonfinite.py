@@ -16,6 +16,10 @@ INNER = {
     "adamax": lambda: jadam.adamax(0.1),
     "amsgrad": lambda: jadam.amsgrad(0.1),
     "adamw_chain": lambda: optax.chain(optax.clip_by_global_norm(1.0), jadam.adamw(0.1)),
+    "adopt": lambda: jadam.adopt(0.1),
+    "ademamix": lambda: jadam.ademamix(0.1),
+    "schedule_free_adamw": lambda: jadam.schedule_free_adamw(0.1),
+    "adafactor": lambda: jadam.adafactor(0.1, min_dim_size_to_factor=2),
 }
 
 

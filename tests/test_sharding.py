@@ -32,6 +32,9 @@ MORE_TRANSFORMS = {  # checked with automatic axes only, to keep the run short
     "sgd_momentum": lambda: jadam.sgd(1e-2, momentum=0.9, nesterov=True),
     "adagrad": lambda: jadam.adagrad(1e-2),
     "adadelta": lambda: jadam.adadelta(),
+    "adopt": lambda: jadam.adopt(1e-2),
+    "ademamix": lambda: jadam.ademamix(1e-2),
+    "schedule_free_adamw": lambda: jadam.schedule_free_adamw(1e-2),
 }
 CASES = [(name, axis) for name in TRANSFORMS for axis in ("Auto", "Explicit")]
 CASES += [(name, "Auto") for name in MORE_TRANSFORMS]
