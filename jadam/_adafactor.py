@@ -123,10 +123,10 @@ def scale_by_factored_rms(
         return factored_dims(leaf.shape, factored, min_dim_size_to_factor)
 
     def init_leaf(p):
-        placeholder = jnp.zeros((1,), p.dtype)
         axes = dims(p)
+        placeholder = jnp.zeros((1,), p.dtype)  # a new one each time: buffers are donated
         if axes is None:
-            return placeholder, placeholder, jnp.zeros(p.shape, p.dtype)
+            return placeholder, jnp.zeros((1,), p.dtype), jnp.zeros(p.shape, p.dtype)
         row, col = axes
         row_shape = tuple(n for i, n in enumerate(p.shape) if i != col)
         col_shape = tuple(n for i, n in enumerate(p.shape) if i != row)

@@ -84,8 +84,8 @@ def scale_by_ademamix(
 
     def init_fn(params):
         m1, m2, nu = moments.init(params)
-        zero = jnp.zeros([], jnp.int32)
-        return ScaleByAdemamixState(count=zero, count_m2=zero, m1=m1, m2=m2, nu=nu)
+        count, count_m2 = jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32)  # two buffers
+        return ScaleByAdemamixState(count=count, count_m2=count_m2, m1=m1, m2=m2, nu=nu)
 
     def update_fn(updates, state, params=None):
         del params

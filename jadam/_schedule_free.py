@@ -106,7 +106,7 @@ def schedule_free(
         dtype = optax.tree.dtype(params, "lowest")
         z = params if state_dtype is None else optax.tree.cast(params, state_dtype)
         return ScheduleFreeState(
-            b1=jnp.asarray(b1, dtype),
+            b1=jnp.array(b1, dtype),  # a copy: an injected b1 must not share its buffer
             weight_sum=jnp.zeros([], dtype),
             step_count=jnp.ones([], jnp.int32),
             max_lr=jnp.zeros([], dtype),

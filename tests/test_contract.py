@@ -93,6 +93,15 @@ def test_no_retrace_and_stable_state(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_init_gives_every_state_leaf_its_own_buffer(name):
+    """Donating a state whose leaves share a buffer fails ("donate the same buffer twice")."""
+    tx = REGISTRY[name]()
+    leaves = [x for x in jax.tree.leaves(tx.init(_params())) if isinstance(x, jax.Array)]
+    pointers = [x.unsafe_buffer_pointer() for x in leaves]
+    assert len(set(pointers)) == len(pointers)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_init_on_shape_dtype_structs(name):
     tx = REGISTRY[name]()
     structs = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), _params())
