@@ -5,6 +5,9 @@ from importlib import metadata as _metadata
 from jadam._adabelief import ScaleByBeliefState as ScaleByBeliefState
 from jadam._adabelief import adabelief as adabelief
 from jadam._adabelief import scale_by_belief as scale_by_belief
+from jadam._adafactor import FactoredState as FactoredState
+from jadam._adafactor import adafactor as adafactor
+from jadam._adafactor import scale_by_factored_rms as scale_by_factored_rms
 from jadam._adam import ScaleByAdamState as ScaleByAdamState
 from jadam._adam import adam as adam
 from jadam._adam import adamw as adamw
@@ -15,6 +18,11 @@ from jadam._adamax import ScaleByAdamaxState as ScaleByAdamaxState
 from jadam._adamax import adamax as adamax
 from jadam._adamax import adamaxw as adamaxw
 from jadam._adamax import scale_by_adamax as scale_by_adamax
+from jadam._ademamix import ScaleByAdemamixState as ScaleByAdemamixState
+from jadam._ademamix import ademamix as ademamix
+from jadam._ademamix import scale_by_ademamix as scale_by_ademamix
+from jadam._adopt import adopt as adopt
+from jadam._adopt import scale_by_adopt as scale_by_adopt
 from jadam._amsgrad import ScaleByAmsgradState as ScaleByAmsgradState
 from jadam._amsgrad import amsgrad as amsgrad
 from jadam._amsgrad import scale_by_amsgrad as scale_by_amsgrad
@@ -63,6 +71,11 @@ from jadam._primitives import update_second_moment as update_second_moment
 from jadam._quantization import Blockwise8bit as Blockwise8bit
 from jadam._radam import radam as radam
 from jadam._radam import scale_by_radam as scale_by_radam
+from jadam._schedule_free import ScheduleFreeState as ScheduleFreeState
+from jadam._schedule_free import scale_by_corrected_rms as scale_by_corrected_rms
+from jadam._schedule_free import schedule_free as schedule_free
+from jadam._schedule_free import schedule_free_adamw as schedule_free_adamw
+from jadam._schedule_free import schedule_free_eval_params as schedule_free_eval_params
 from jadam._schedules import decayed_b1_correction as decayed_b1_correction
 from jadam._schedules import decayed_b1_schedule as decayed_b1_schedule
 from jadam._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
@@ -80,6 +93,7 @@ except _metadata.PackageNotFoundError:  # an uninstalled source tree
 
 __all__ = [
     "Blockwise8bit",
+    "FactoredState",
     "FusedFallbackWarning",
     "FusedTransformation",
     "PackedAdamState",
@@ -87,6 +101,7 @@ __all__ = [
     "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
+    "ScaleByAdemamixState",
     "ScaleByAmsgradState",
     "ScaleByBeliefState",
     "ScaleByLazyAdamState",
@@ -96,17 +111,21 @@ __all__ = [
     "ScaleByRStdDevWithCountState",
     "ScaleByRmsState",
     "ScaleByRmsWithCountState",
+    "ScheduleFreeState",
     "SkipNonFiniteState",
     "SparseRowOptimizer",
     "StochasticRounding",
     "TemporalAveragingState",
     "adabelief",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
     "adamaxw",
     "adamw",
+    "ademamix",
+    "adopt",
     "amsgrad",
     "averaged_params",
     "bias_correction",
@@ -128,8 +147,12 @@ __all__ = [
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_amsgrad",
     "scale_by_belief",
+    "scale_by_corrected_rms",
+    "scale_by_factored_rms",
     "scale_by_lazy_adam",
     "scale_by_momentum",
     "scale_by_nadam",
@@ -137,6 +160,9 @@ __all__ = [
     "scale_by_rms",
     "scale_by_trust_ratio",
     "scale_by_yogi",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
     "sgd",
     "skip_counts",
     "skip_nonfinite",

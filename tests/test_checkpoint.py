@@ -34,6 +34,10 @@ TRANSFORMS = {
         1e-2, state_precision=jadam.Blockwise8bit(block_size=4, min_size=8)
     ),
     "lamb": lambda: jadam.lamb(1e-2, weight_decay=0.1),
+    "adopt_bf16_state": lambda: jadam.adopt(1e-2, state_precision="bfloat16"),
+    "ademamix": lambda: jadam.ademamix(1e-2),
+    "schedule_free_adamw": lambda: jadam.schedule_free_adamw(1e-2),
+    "adafactor": lambda: jadam.adafactor(1e-2, min_dim_size_to_factor=2),
 }
 PARAM_DTYPES = {"float32": jnp.float32, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
 CASES = [(name, "float32") for name in TRANSFORMS]

@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+import optax.contrib
 import pytest
 
 import jadam
@@ -30,8 +31,12 @@ PAIRS = [
     (jadam.adabelief(1e-2), optax.adabelief(1e-2)),
     (jadam.yogi(1e-2), optax.yogi(1e-2)),
     (jadam.lamb(1e-2, weight_decay=0.1), optax.lamb(1e-2, weight_decay=0.1)),
+    (jadam.adopt(1e-2), optax.contrib.adopt(1e-2)),
+    (jadam.ademamix(1e-2), optax.contrib.ademamix(1e-2)),
+    (jadam.adafactor(1e-2), optax.adafactor(1e-2)),
 ]
 IDS = ["adam", "adamax", "adamw", "radam", "adabelief", "yogi", "lamb"]
+IDS += ["adopt", "ademamix", "adafactor"]
 
 
 class MLP(nnx.Module):

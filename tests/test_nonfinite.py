@@ -20,6 +20,10 @@ INNER = {
     "adabelief": lambda: jadam.adabelief(0.1),
     "yogi": lambda: jadam.yogi(0.1),
     "lamb": lambda: jadam.lamb(0.1, weight_decay=0.1),
+    "adopt": lambda: jadam.adopt(0.1),
+    "ademamix": lambda: jadam.ademamix(0.1),
+    "schedule_free_adamw": lambda: jadam.schedule_free_adamw(0.1),
+    "adafactor": lambda: jadam.adafactor(0.1, min_dim_size_to_factor=2),
 }
 
 

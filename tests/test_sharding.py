@@ -36,6 +36,8 @@ MORE_TRANSFORMS = {  # checked with automatic axes only, to keep the run short
     "adabelief": lambda: jadam.adabelief(1e-2),
     "yogi": lambda: jadam.yogi(1e-2),
     "lamb": lambda: jadam.lamb(1e-2, weight_decay=0.1),
+    "adopt": lambda: jadam.adopt(1e-2),
+    "ademamix": lambda: jadam.ademamix(1e-2),
 }
 CASES = [(name, axis) for name in TRANSFORMS for axis in ("Auto", "Explicit")]
 CASES += [(name, "Auto") for name in MORE_TRANSFORMS]
