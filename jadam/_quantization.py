@@ -74,17 +74,9 @@ def unpack(packed: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def pack(codes: jax.Array, scales: jax.Array) -> jax.Array:
-    """The inverse of :func:`unpack`.
-
-    Written as two zero-padded rows OR-ed together rather than a concatenate: XLA fuses the pads
-    into the loop that computes the codes, so the packed leaf is written in one pass.
-    """
-    block_size = codes.shape[1]
+    """The inverse of :func:`unpack`."""
     scale_bytes = jax.lax.bitcast_convert_type(scales.astype(jnp.float32), jnp.uint8)
-    zero = np.uint8(0)
-    code_part = jax.lax.pad(codes.astype(jnp.uint8), zero, ((0, 0, 0), (0, SCALE_BYTES, 0)))
-    scale_part = jax.lax.pad(scale_bytes, zero, ((0, 0, 0), (block_size, 0, 0)))
-    return code_part | scale_part
+    return jnp.concatenate([codes.astype(jnp.uint8), scale_bytes], axis=1)
 
 
 def packed_shape(size: int, block_size: int) -> tuple[int, int]:
@@ -155,15 +147,7 @@ def block_absmax(x: jax.Array, block_size: int, *, signed: bool = True) -> jax.A
     max |x|: XLA then keeps x itself in memory for the reduction and the encoding reads it
     back, instead of storing |x| and recomputing x (decoding the old codes) for the encoding.
     """
-    return _absmax_of_blocks(_blocks(x, block_size), signed)
-
-
-def _absmax_of_blocks(blocks: jax.Array, signed: bool) -> jax.Array:
-    """max(max x, −min x) per row of ``blocks`` (max x if unsigned).
-
-    Two reductions, not one variadic ``lax.reduce``: on XLA's CPU backend that one does not
-    propagate a NaN the way ``jnp.max`` does, and the stored bytes would change.
-    """
+    blocks = _blocks(x, block_size)
     largest = jnp.max(blocks, axis=1)
     return jnp.maximum(largest, -jnp.min(blocks, axis=1)) if signed else largest
 
@@ -189,7 +173,7 @@ def quantize(
     ((2, 6), Array([1.  , 0.25], dtype=float32))
     """
     blocks = _blocks(x, block_size)
-    scales = _absmax_of_blocks(blocks, signed)
+    scales = block_absmax(x, block_size, signed=signed)
     factor = jnp.float32(largest_code(signed)) / jnp.where(scales > 0, scales, 1)
     normalized = jnp.abs(blocks) * factor[:, None]
     code = _encode_magnitude(normalized, signed, bits)
