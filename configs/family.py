@@ -4,8 +4,8 @@ Every member of jadam's Adam family trains the same network on the same data for
 budget, at three learning rates around its usual one (α0/3, α0, 3·α0: ``GRID``); the benchmark
 keeps each member's best. ``""``: Figure 2's MLP (2×1000 ReLU, dropout) on the embedded MNIST
 subset, 5 epochs (155 steps); ``"vae"``: Figure 4's VAE at its default size, 5 epochs;
-``"smoke"`` and ``"vae_smoke"``: tiny variants for the tests. Other hyperparameters are each
-optimizer's defaults (AdEMAMix: β3 = 0.999 and α = 2, since the paper's β3 = 0.9999 needs
+``"smoke"`` and ``"vae_smoke"``: tiny variants for the tests (α0 only). Other hyperparameters
+are each optimizer's defaults (AdEMAMix: β3 = 0.999 and α = 2, since the paper's β3 = 0.9999 needs
 ~10⁴ steps to fill the slow EMA; Adafactor: the relative step with parameter scaling).
 """
 
@@ -26,6 +26,12 @@ MEMBERS = {
     "ademamix": (1e-3, {"b3": 0.999, "alpha": 2.0}),
     "schedule_free_adamw": (3e-3, {}),
     "adafactor": (1e-2, {}),
+    "radam": (3e-3, {}),
+    "adabelief": (3e-3, {}),
+    "yogi": (1e-2, {}),
+    "lamb": (3e-3, {}),
+    "nadamw": (3e-3, {}),
+    "adamaxw": (3e-3, {}),
 }
 GRID = (1 / 3, 1.0, 3.0)
 ARGS = ("", "smoke", "vae", "vae_smoke")
@@ -58,6 +64,6 @@ def get_config(arg: str = ""):
         config.eval_every = config.checkpoint_every = 31 * 5
     config.runs = ml_collections.ConfigDict()
     for member, (alpha, hparams) in MEMBERS.items():
-        for index, factor in enumerate(GRID):
+        for index, factor in enumerate((1.0,) if smoke else GRID):
             config.runs[f"{member}_{index}"] = run(member, alpha * factor, **hparams)
     return config

@@ -159,3 +159,18 @@ def test_train_step_smoke(tmp_path):
     train_step.write_markdown(results, out)
     text = out.read_text()
     assert "| jadam fused 8bit, jadam.flax | transformer |" in text and "### transformer" in text
+
+
+def test_family_keeps_each_members_best_alpha_and_skips_diverged_runs():
+    from benchmarks import family
+
+    rows = [
+        {"run": "adam_0", "final_train_loss": 0.5},
+        {"run": "adam_1", "final_train_loss": 0.3},
+        {"run": "adam_2", "final_train_loss": float("nan")},
+        {"run": "schedule_free_adamw_0", "final_train_loss": None},
+        {"run": "schedule_free_adamw_1", "final_train_loss": 0.7},
+    ]
+    best = family.best_runs(rows)
+    assert best["adam"]["run"] == "adam_1"
+    assert best["schedule_free_adamw"]["run"] == "schedule_free_adamw_1"

@@ -50,6 +50,14 @@ OPTIMIZERS: dict[str, Spec] = {
     # The rest of the Adam family (the family comparison in benchmarks/family.py).
     "amsgrad": Spec(jadam.amsgrad, ("b1", "b2", "eps"), {}, "AMSGrad", low_precision_state=True),
     "nadam": Spec(jadam.nadam, ("b1", "b2", "eps"), {}, "NAdam", low_precision_state=True),
+    "radam": Spec(jadam.radam, ("b1", "b2", "eps"), {}, "RAdam", low_precision_state=True),
+    "adabelief": Spec(
+        jadam.adabelief, ("b1", "b2", "eps"), {}, "AdaBelief", low_precision_state=True
+    ),
+    "yogi": Spec(jadam.yogi, ("b1", "b2", "eps"), {}, "Yogi", low_precision_state=True),
+    "lamb": Spec(jadam.lamb, ("b1", "b2", "eps"), {}, "LAMB", low_precision_state=True),
+    "nadamw": Spec(jadam.nadamw, ("b1", "b2", "eps"), {}, "NAdamW", low_precision_state=True),
+    "adamaxw": Spec(jadam.adamaxw, ("b1", "b2", "eps"), {}, "AdamaxW", low_precision_state=True),
     "adopt": Spec(
         jadam.adopt,
         ("b1", "b2", "eps"),
