@@ -138,6 +138,7 @@ def adamaxw(grads, theta0, alpha=2e-3, b1=0.9, b2=0.999, eps=0.0, weight_decay=1
         u = np.maximum(b2 * u, np.abs(g))
         theta = theta - alpha * (m / ((1 - b1**t) * (u + eps)) + weight_decay * theta)
         out.append(theta)
+    return np.stack(out)
 
 
 def adopt(grads, alpha=1e-3, b1=0.9, b2=0.9999, eps=1e-6, *, clip=True):

@@ -294,7 +294,7 @@ def test_invalid_state_precision_is_a_clear_error(tmp_path):
     with pytest.raises(
         ValueError,
         match=r"optimizer.state_precision: 'adagrad' stores its state in float32 only, found "
-        r"'8bit'; 'bfloat16' and '8bit' need one of \['adam', 'adamax'\]",
+        r"'8bit'; 'bfloat16' and '8bit' need one of \['adabelief', 'adam', 'adamax', ",
     ):
         optimizers.build({"name": "adagrad", "learning_rate": 0.1, "state_precision": "8bit"})
     with pytest.raises(ValueError, match="unknown config argument 'tiny'"):

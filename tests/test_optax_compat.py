@@ -34,6 +34,8 @@ ALLOWED_SIGNATURE_DIFFERENCES = {
     # optax requires a learning rate; jadam defaults to the paper's α = 0.002 (Algorithm 2), so
     # every call that optax accepts means the same in jadam.
     ("adamax", "learning_rate"): "default 0.002 where optax has none",
+    # jadam's own β̂2_t = 1 − (t+1)^(−c) (optax's is private): the same function of the step.
+    ("scale_by_factored_rms", "decay_rate_fn"): "jadam.decay_rate_pow, the same schedule",
 }
 
 # jadam state class → optax's class with the same fields (the names differ for these).
