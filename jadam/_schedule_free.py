@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jadam import _primitives as P
 from jadam import _storage as S
@@ -51,6 +52,17 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
             f"schedule_free_eval_params needs a ScheduleFreeState, got {type(state).__name__}."
         )
     return jax.tree.map(lambda y, zi: (y - (1.0 - b1) * zi) / b1, params, z)
+
+
+def _replicated_scalar(value: Any, dtype: Any, params: Any) -> jax.Array:
+    """A new scalar buffer, replicated over the parameters' mesh when they have one (eagerly;
+    under jit the partitioner replicates constants itself)."""
+    scalar = jnp.array(value, dtype)  # a copy: an injected hyperparameter keeps its own buffer
+    for leaf in jax.tree.leaves(params):
+        sharding = getattr(leaf, "sharding", None)
+        if isinstance(leaf, jax.Array) and isinstance(sharding, NamedSharding):
+            return jax.device_put(scalar, NamedSharding(sharding.mesh, PartitionSpec()))
+    return scalar
 
 
 def _learning_rate(learning_rate: Any, step: jax.Array, dtype: Any) -> jax.Array:
@@ -100,10 +112,10 @@ def schedule_free(
         dtype = optax.tree.dtype(params, "lowest")
         z = params if state_dtype is None else optax.tree.cast(params, state_dtype)
         return ScheduleFreeState(
-            b1=jnp.array(b1, dtype),  # a copy: an injected b1 must not share its buffer
-            weight_sum=jnp.zeros([], dtype),
+            b1=_replicated_scalar(b1, dtype, params),
+            weight_sum=_replicated_scalar(0.0, dtype, params),
             step_count=jnp.ones([], jnp.int32),
-            max_lr=jnp.zeros([], dtype),
+            max_lr=_replicated_scalar(0.0, dtype, params),
             base_optimizer_state=base_optimizer.init(params),
             z=jax.tree.map(jnp.copy, z),
         )

@@ -38,6 +38,7 @@ MORE_TRANSFORMS = {  # checked with automatic axes only, to keep the run short
     "lamb": lambda: jadam.lamb(1e-2, weight_decay=0.1),
     "adopt": lambda: jadam.adopt(1e-2),
     "ademamix": lambda: jadam.ademamix(1e-2),
+    "schedule_free_adamw": lambda: jadam.schedule_free_adamw(1e-2),
 }
 CASES = [(name, axis) for name in TRANSFORMS for axis in ("Auto", "Explicit")]
 CASES += [(name, "Auto") for name in MORE_TRANSFORMS]
@@ -84,8 +85,11 @@ def test_state_keeps_parameter_sharding(name, axis_type):
         lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=p.sharding), params
     )
     grads = jax.tree.map(lambda p: 0.1 * p + 0.2, params)
+    states = [tx.init(params), jax.jit(tx.init)(params)]
+    if name != "schedule_free_adamw":  # z copies the parameters' values: init needs values
+        states.append(tx.init(structs))
     with jax.set_mesh(mesh):
-        for state in (tx.init(params), jax.jit(tx.init)(params), tx.init(structs)):
+        for state in states:
             _assert_moment_shardings(state, expected)
             _, state = jax.jit(tx.update)(grads, state, params)
             _assert_moment_shardings(state, expected)
