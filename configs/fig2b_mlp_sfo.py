@@ -7,14 +7,17 @@ text reports Adam faster than SFO per iteration and in wall-clock time, SFO bein
 per iteration. Plotted here: the cost on the whole training set (evaluation after every epoch)
 against epochs and against training wall-clock time in units of one Adam epoch
 (jadam.experiments.sfo; compilation and evaluation excluded). Default: the embedded
-4,000-image subset (31 mini-batches of 128, so SFO has 31 subfunctions), EPOCHS epochs.
+4,000-image subset (31 mini-batches of 128, so SFO has 31 subfunctions), 4 epochs.
 
-Learning rates: ALPHAS
+Learning rates: NOT searched at this budget yet (time ran out): Adam 1e-3 (the paper's
+default), RMSProp 1e-3, AdaGrad 1e-2, SGDNesterov 0.1 (Figure 2(a)'s), AdaDelta 1; SFO has no α
+(learning_rate = 1 is the paper's method; hessian_init = 1e3). 8 epochs, seed 0, whole-set cost:
+Adam 0.0033, SGDNesterov 0.0043, RMSProp 0.0073, AdaDelta 0.0176, SFO 0.0332, AdaGrad 0.392.
 """
 
 from jadam.experiments.config_lib import base_config, run
 
-EPOCHS = 8
+EPOCHS = 4  # SFO's steps are ~15× Adam's on this machine; 4 epochs keep the main command short.
 
 
 def get_config(arg: str = ""):

@@ -56,7 +56,7 @@ class ReferenceSFO:
         dgrad = grad - self.last_grad[i]
         lt, lg = np.linalg.norm(delta), np.linalg.norm(dgrad)
         if self.count[i] > 0 and lt >= EPS and lg >= EPS and abs(delta @ dgrad) / (lt * lg) >= EPS:
-            self.pairs[i] = [(delta, dgrad)] + self.pairs[i][: self.history - 1]
+            self.pairs[i] = [(delta, dgrad), *self.pairs[i][: self.history - 1]]
         self.last_theta[i], self.last_grad[i], self.last_value[i] = self.theta, grad, value
         self.count[i] += 1
         self.evals += 1

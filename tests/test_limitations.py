@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -24,7 +26,7 @@ def test_constant_alpha_stays_away_from_the_minimiser(noise):
 
 def test_inverse_sqrt_alpha_converges_on_the_same_problem(noise):
     decaying = noise["inverse_sqrt"]
-    assert all(b < a for a, b in zip(decaying[1:], decaying[2:])), decaying  # keeps falling
+    assert all(b < a for a, b in itertools.pairwise(decaying[1:])), decaying  # keeps falling
     assert decaying[-1] < 0.3 * decaying[-2], decaying
     assert decaying[-1] < noise["constant"][-1] / 5, (decaying, noise["constant"])
 

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from reference_sfo import ReferenceSFO
 
 from jadam.experiments.sfo import SFO
-from reference_sfo import ReferenceSFO
 
 
 def quadratics(m=30, n=4, seed=0):

@@ -322,9 +322,7 @@ def check_figure_config(config: Any, path: str = "config") -> None:
             f"{path}.plot.time_unit_run: expected one of {sorted(runs)}, found {_show(unit)}"
         )
     if config["plot"].get("metric") == "train_set_loss" and not config["eval_train_set"]:
-        raise ConfigError(
-            f"{path}.plot.metric: 'train_set_loss' needs {path}.eval_train_set=True"
-        )
+        raise ConfigError(f"{path}.plot.metric: 'train_set_loss' needs {path}.eval_train_set=True")
     for run_id in runs.keys():
         if not RUN_ID.fullmatch(str(run_id)):
             raise ConfigError(

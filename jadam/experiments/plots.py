@@ -80,7 +80,8 @@ def _draw_curves(
         points = [
             (r["epoch"] if time_unit is None else r["train_time_s"] / time_unit, r.get(metric))
             for r in records
-            if (xmax is None or r["epoch"] <= xmax + 1e-9) and (metric in r or r["train_loss"] is None)
+            if (xmax is None or r["epoch"] <= xmax + 1e-9)
+            and (metric in r or r["train_loss"] is None)
         ]
         xs = [x for x, y in points if y is not None]
         ys = [y for x, y in points if y is not None]

@@ -257,7 +257,9 @@ class SFO:
         length = jnp.linalg.norm(direction)
         usable = (norm > _EPS) & (length > _EPS)
         column = jnp.where(usable, direction / jnp.where(usable, length, 1), 0)
-        basis = jax.lax.dynamic_update_slice(state.basis, column[:, None], (jnp.zeros_like(state.dim), state.dim))
+        basis = jax.lax.dynamic_update_slice(
+            state.basis, column[:, None], (jnp.zeros_like(state.dim), state.dim)
+        )
         state = state._replace(basis=basis, dim=state.dim + usable.astype(state.dim.dtype))
         return jax.lax.cond(
             state.dim >= k_max, lambda s: self._collapse(s, s.basis.T @ grad), lambda s: s, state
@@ -305,9 +307,10 @@ class SFO:
         corr = (delta @ dgrad) / jnp.maximum(len_theta * len_grad, _EPS * _EPS)
         keep = (state.eval_count[i] > 0) & (len_theta >= _EPS) & (len_grad >= _EPS)
         keep &= jnp.abs(corr) >= _EPS
-        shift = lambda h, new: jnp.where(  # noqa: E731
-            keep, jnp.concatenate([new[None], h[:-1]]), h
-        )
+
+        def shift(history, new):
+            return jnp.where(keep, jnp.concatenate([new[None], history[:-1]]), history)
+
         hist_dtheta = state.hist_dtheta.at[i].set(shift(state.hist_dtheta[i], delta))
         hist_dgrad = state.hist_dgrad.at[i].set(shift(state.hist_dgrad[i], dgrad))
         state = state._replace(
