@@ -4,6 +4,13 @@ Every candidate owns its own copy of the same parameters and gradients (one tree
 and exposes ``step()``, which runs one optimizer step (update and apply) and waits for it, and
 ``params()``, the current parameters as one flat NumPy array (to check that all candidates
 compute the same thing). JAX steps are jitted with parameters and state donated.
+
+JAX candidates take one of two call paths. The *standard path* is what ``nnx.Optimizer.update``
+and Linen's ``TrainState.apply_gradients`` run: ``u, s = tx.update(g, s, θ)`` then
+``θ = optax.apply_updates(θ, u)`` (names without a suffix, and "... (update)" for fused
+transformations). The *one pass* is ``θ, s = tx.apply_gradients(θ, g, s)`` (fused names
+without "(update)"; what ``jadam.flax.Optimizer``/``TrainState`` call). "bf16" and "8bit" are
+``state_precision="bfloat16"`` / ``"8bit"``.
 """
 
 from __future__ import annotations
@@ -17,8 +24,18 @@ import numpy as np
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-2
 
-# name -> (framework, description)
-JAX_CANDIDATES = ("optax", "jadam", "jadam fused", "jadam fused (update)")
+JAX_CANDIDATES = (
+    "optax",
+    "jadam",
+    "jadam bf16",
+    "jadam 8bit",
+    "jadam fused (update)",
+    "jadam fused bf16 (update)",
+    "jadam fused 8bit (update)",
+    "jadam fused",
+    "jadam fused bf16",
+    "jadam fused 8bit",
+)
 TORCH_CANDIDATES = ("torch default", "torch foreach", "torch fused")
 PROBES = ("triad (jax)", "triad (torch)", "jit dispatch (identity)")
 
@@ -76,7 +93,7 @@ def _jax_device():
     return jax.devices()[0]  # the default backend: GPU/TPU when present, else CPU
 
 
-def _optax_tx(algorithm: str):
+def optax_tx(algorithm: str):
     import optax
 
     if algorithm == "adam":
@@ -88,15 +105,39 @@ def _optax_tx(algorithm: str):
     raise ValueError(f"unknown algorithm {algorithm!r}")
 
 
-def _jadam_tx(algorithm: str, fused: bool):
+def state_precision(name: str) -> str | None:
+    """The ``state_precision`` a candidate's name asks for ("bf16", "8bit" in the name)."""
+    if "bf16" in name:
+        return "bfloat16"
+    return "8bit" if "8bit" in name else None
+
+
+def one_pass(name: str) -> bool:
+    """Whether a JAX candidate calls ``tx.apply_gradients`` (else update + apply_updates)."""
+    return name.startswith("jadam fused") and not name.endswith("(update)")
+
+
+def bytes_per_param(name: str) -> int:
+    """Bytes per parameter the step must move at least: one pass reads θ, g, m, v and writes
+    θ, m, v; a fused ``tx.update`` also writes u and a separate apply reads θ, u and writes θ
+    (+8 B). Moments take 4 B (fp32), 2 B (bf16) or ~1 B (8-bit, plus a scale per block)."""
+    moment = {None: 4, "bfloat16": 2, "8bit": 1}[state_precision(name)]
+    one_pass_bytes = 3 * 4 + 4 * moment  # θ twice, g once; m and v each read and written
+    separate_apply = name.startswith("jadam fused") and not one_pass(name)
+    return one_pass_bytes + (8 if separate_apply else 0)
+
+
+def jadam_tx(algorithm: str, fused: bool, precision: str | None = None):
+    """The jadam alias for ``algorithm`` with the harness's hyperparameters."""
     import jadam
 
+    options = {"fused": fused, "state_precision": precision}
     if algorithm == "adam":
-        return jadam.adam(LEARNING_RATE, fused=fused)
+        return jadam.adam(LEARNING_RATE, **options)
     if algorithm == "adamw":
-        return jadam.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY, fused=fused)
+        return jadam.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY, **options)
     if algorithm == "adamax":
-        return jadam.adamax(LEARNING_RATE, fused=fused)
+        return jadam.adamax(LEARNING_RATE, **options)
     raise ValueError(f"unknown algorithm {algorithm!r}")
 
 
@@ -106,11 +147,11 @@ def jax_step_function(name: str, algorithm: str) -> tuple[Callable, Any]:
     import optax
 
     if name == "optax":
-        tx = _optax_tx(algorithm)
+        tx = optax_tx(algorithm)
     else:
-        tx = _jadam_tx(algorithm, fused=name.startswith("jadam fused"))
+        tx = jadam_tx(algorithm, name.startswith("jadam fused"), state_precision(name))
 
-    if name == "jadam fused":
+    if one_pass(name):
 
         def step(params, grads, state):
             return tx.apply_gradients(params, grads, state)

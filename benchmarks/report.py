@@ -22,25 +22,116 @@ def case_line(case: dict) -> str:
     return f"  [{case['reference']} = ×1] " + ", ".join(parts)
 
 
+# Rows of the ratio tables: (title, baseline, candidates).
+RATIO_TABLES = (
+    (
+        "Standard path (`tx.update` + `optax.apply_updates`), ratio to optax.adam",
+        "optax",
+        (
+            "jadam",
+            "jadam bf16",
+            "jadam 8bit",
+            "jadam fused (update)",
+            "jadam fused bf16 (update)",
+            "jadam fused 8bit (update)",
+            "torch fused",
+        ),
+    ),
+    (
+        "One pass (`tx.apply_gradients`), ratio to torch.optim fused",
+        "torch fused",
+        ("optax", "jadam fused", "jadam fused bf16", "jadam fused 8bit"),
+    ),
+    ("Pure path (no kernel), ratio to jadam fp32", "jadam", ("jadam bf16", "jadam 8bit")),
+)
+# Issue 12's step-time targets: (what, candidate, baseline, largest ratio that meets it).
+TARGETS = (
+    ("standard path, fused fp32", "jadam fused (update)", "optax", 0.85),
+    ("standard path, fused bf16", "jadam fused bf16 (update)", "optax", 0.70),
+    ("standard path, fused 8-bit", "jadam fused 8bit (update)", "optax", 0.60),
+    ("one pass, fp32", "jadam fused", "torch fused", 1.0),
+    ("one pass, bf16", "jadam fused bf16", "torch fused", 0.8),
+    ("one pass, 8-bit", "jadam fused 8bit", "torch fused", 0.7),
+    ("pure path, bf16", "jadam bf16", "jadam", 1.3),
+    ("pure path, 8-bit", "jadam 8bit", "jadam", 2.0),
+)
+COMPILE_TARGETS = ((1000, 0.5), (3000, 1.0))  # fused step, 1M parameters: leaves, seconds
+
+
+def _ratio_table(cases: list[dict], base: str, names: tuple[str, ...]) -> list[str]:
+    """Candidates × cases: median same-repetition ratio to ``base``."""
+    lines = [
+        "| candidate | " + " | ".join(c["label"] for c in cases) + " |",
+        "|---|" + "---:|" * len(cases),
+    ]
+    for name in names:
+        cells = []
+        for case in cases:
+            ratio = case["candidates"].get(name, {}).get("ratio_to", {}).get(base)
+            cells.append("—" if ratio is None else f"{ratio:.2f}")
+        if any(cell != "—" for cell in cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _summary_table(cases: list[dict]) -> list[str]:
     lines = [
-        "| case | " + " | ".join(SUMMARY_COLUMNS) + " | floor | jadam fused ÷ ref | "
-        "jadam fused ÷ optax | jadam ÷ optax |",
-        "|---|" + "---:|" * (len(SUMMARY_COLUMNS) + 4),
+        "| case | optax ms | torch fused ms | jadam fused ms | triad GB/s | floor ms (28 B) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for case in cases:
         c = case["candidates"]
-        fused = c.get("jadam fused", {})
-        pure = c.get("jadam", {})
+        bandwidth = case["triad_bandwidth_gbs"]
         floor = "—" if case["floor_ms"] is None else f"{case['floor_ms']:.2f}"
-        ref = case["reference"].removeprefix("torch ")
-        cells = [_ms(c.get(name)) for name in SUMMARY_COLUMNS]
         lines.append(
-            f"| {case['label']} | " + " | ".join(cells) + f" | {floor} | "
-            f"{fused.get('ratio_to_reference', float('nan')):.2f} ({ref}) | "
-            f"{fused.get('ratio_to_optax', float('nan')):.2f} | "
-            f"{pure.get('ratio_to_optax', float('nan')):.2f} |"
+            f"| {case['label']} | {_ms(c.get('optax'))} | {_ms(c.get('torch fused'))} | "
+            f"{_ms(c.get('jadam fused'))} | {'—' if bandwidth is None else f'{bandwidth:.1f}'} "
+            f"| {floor} |"
         )
+    for title, base, names in RATIO_TABLES:
+        lines += ["", f"**{title}** (median of same-repetition ratios):", ""]
+        lines += _ratio_table(cases, base, names)
+    return lines
+
+
+def _is_target_case(case: dict) -> bool:
+    spec = case["case"]
+    return (
+        spec["algorithm"] == "adam"
+        and spec["params"] == 10_000_000
+        and case["leaves"] in (1, 100)
+        and spec["layout"] in ("1 leaf", "leaves")
+    )
+
+
+def targets_table(results: dict) -> list[str]:
+    """Each issue-12 target next to its measured ratio, and the ratio the bandwidth allows."""
+    lines = [
+        "| target | case | measured | target | met | bandwidth floor allows | bytes/param |",
+        "|---|---|---:|---:|:---:|---:|---:|",
+    ]
+    for case in filter(_is_target_case, results["cases"]):
+        c = case["candidates"]
+        for what, name, base, limit in TARGETS:
+            if name not in c or base not in c:
+                continue
+            ratio = c[name]["ratio_to"][base]
+            best = c[name].get("floor_ms")
+            best = "—" if best is None else f"{best / c[base]['median_ms']:.2f}"
+            met = "yes" if ratio <= limit else "no"
+            lines.append(
+                f"| {what} (÷ {base}) | {case['label']} | {ratio:.2f} | ≤ {limit:g} | {met} "
+                f"| {best} | {c[name].get('bytes_per_param', '—')} |"
+            )
+    by_leaves = {row["leaves"]: row["seconds"] for row in results.get("compile", [])}
+    for leaves, limit in COMPILE_TARGETS:
+        seconds = by_leaves.get(leaves, {}).get("jadam fused")
+        if seconds is not None:
+            met = "yes" if seconds <= limit else "no"
+            lines.append(
+                f"| compile, fused step | {leaves} leaves, 1M params | {seconds:.2f} s "
+                f"| ≤ {limit:g} s | {met} | | |"
+            )
     return lines
 
 
@@ -118,7 +209,16 @@ def plot(results: dict, path: pathlib.Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [2, 1]})
     cases = results["cases"]
-    names = ["optax", "jadam", "jadam fused", "torch default", "torch foreach", "torch fused"]
+    names = [
+        "optax",
+        "jadam",
+        "jadam fused (update)",
+        "jadam fused",
+        "jadam fused bf16",
+        "jadam fused 8bit",
+        "torch default",
+        "torch fused",
+    ]
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         xs, ys = [], []
@@ -167,21 +267,27 @@ def write_markdown(
         "",
         "## Method",
         "",
-        "One fp32 optimizer step = update + apply, from the same parameters and gradients for "
-        "every candidate. JAX steps are `jax.jit`-ed with parameters and state donated "
-        "(`jadam fused` calls `tx.apply_gradients`, the one-pass in-place kernel; `jadam fused "
-        "(update)` is `tx.update` + `optax.apply_updates`). All candidates of a case run in one "
+        "One optimizer step = update + apply on fp32 parameters, from the same parameters and "
+        "gradients for every candidate. JAX steps are `jax.jit`-ed with parameters and state "
+        "donated. Two call paths: the *standard path* `u, s = tx.update(g, s, θ); θ = "
+        "optax.apply_updates(θ, u)` (what `nnx.Optimizer.update` and Linen's "
+        "`TrainState.apply_gradients` run: `optax`, `jadam`, `jadam bf16`, `jadam 8bit` and the "
+        "`jadam fused … (update)` candidates) and the *one pass* `θ, s = tx.apply_gradients(θ, "
+        "g, s)` (`jadam fused`, `jadam fused bf16`, `jadam fused 8bit`: what "
+        "`jadam.flax.Optimizer` and `jadam.flax.TrainState` run). `bf16` and `8bit` are "
+        '`state_precision="bfloat16"` / `"8bit"`. All candidates of a case run in one '
         "process, interleaved (order rotated every repetition) after warm-up steps, each step "
         f"after the same {1e3 * results['settle_s']:.0f} ms settle pause. *× ref* and "
         "*× optax* are medians over repetitions of the ratio of two candidates' times in the "
-        "same repetition. The *floor* is 28 bytes/parameter (read θ, g, m, v; write θ, m, v) "
-        "at the best bandwidth of an in-place triad (`a ← a + 1.5·b`, JAX or torch) measured in "
-        "the same case. "
+        "same repetition. The *floor* is the bytes per parameter a candidate must move at "
+        "least (28 for an fp32 one pass: read θ, g, m, v, write θ, m, v; 20 with bf16 and 16 "
+        "with 8-bit moments; 8 more when the update is written and applied separately) at the "
+        "best bandwidth of an in-place triad (`a ← a + 1.5·b`, JAX or torch) measured in the "
+        "same case; *of floor* is the floor time over the measured time. "
         "`jit dispatch (identity)` is a jitted function that only passes the same donated tree "
-        "through: JAX's fixed per-call cost for that many leaves. `jadam fused (update)` (the "
-        "optax-composable `tx.update` of `fused=True`) writes the updates to a fresh buffer "
-        "every step, which XLA's CPU runtime takes from the OS so that every page faults on "
-        "first touch, and applies them in a second pass; use `apply_gradients` for speed. "
+        "through: JAX's fixed per-call cost for that many leaves. `jadam fused … (update)` is "
+        "the optax-composable `tx.update` of `fused=True`: the kernel writes the updates, and "
+        "`optax.apply_updates` adds them to θ in a second pass. "
         "Compile time is trace + lower + compile of a fresh `jax.jit` of the step; `jadam "
         "fused` initialises packed moments (one vector each), and the two `jit identity` rows "
         "are the floors for per-leaf and for packed moments. The "
@@ -192,6 +298,13 @@ def write_markdown(
         "",
     ]
     lines += _summary_table(results["cases"])
+    lines += ["", "## Issue 12 targets (10M parameters, Adam)", ""]
+    lines += targets_table(results)
+    lines += [
+        "",
+        "The whole-training-step targets are in `RESULTS_train_step.md` "
+        "(`python -m benchmarks.train_step`).",
+    ]
     lines += ["", "## Compile time of the jitted step (Adam)", ""]
     lines += _compile_table(results["compile"])
     lines += ["", "## Peak memory (one process per candidate)", ""]

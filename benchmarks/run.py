@@ -50,31 +50,25 @@ class Case:
 
 
 M = 1_000_000
+# The issue-12 targets are read at 10M parameters, 1 leaf and 100 leaves (Adam); the other cases
+# check AdamW's decay, AdaMax, a transformer-like mix of sizes and many small leaves
+# (dispatch). Larger trees (50M) added little and need ~1 GB per candidate.
 FULL_CASES = (
-    Case("adam", "1 leaf", 1 * M),
     Case("adam", "1 leaf", 10 * M),
-    Case("adam", "1 leaf", 50 * M),
+    Case("adam", "leaves", 10 * M, 100),
     Case("adam", "transformer", 10 * M),
-    Case("adam", "transformer", 50 * M),
-    Case("adam", "leaves", 50 * M, 200),
     Case("adam", "leaves", 1 * M, 1000),
-    Case("adam", "leaves", 1 * M, 3000),
-    Case("adamw", "1 leaf", 50 * M),
-    Case("adamw", "leaves", 50 * M, 200),
-    Case("adamax", "1 leaf", 50 * M),
-    Case("adamax", "leaves", 50 * M, 200),
+    Case("adamw", "leaves", 10 * M, 100),
+    Case("adamax", "1 leaf", 10 * M),
 )
 QUICK_CASES = (
     Case("adam", "1 leaf", 10 * M),
-    Case("adam", "transformer", 10 * M),
-    Case("adam", "leaves", 10 * M, 200),
-    Case("adam", "leaves", 1 * M, 1000),
-    Case("adamw", "1 leaf", 10 * M),
-    Case("adamax", "1 leaf", 10 * M),
+    Case("adam", "leaves", 10 * M, 100),
 )
 FULL_COMPILE_LEAVES = (10, 100, 1000, 3000)
 QUICK_COMPILE_LEAVES = (10, 100, 300)
 COMPILE_CANDIDATES = ("optax", "jadam", "jadam fused")
+RATIO_BASES = ("optax", "torch fused", "jadam")
 MIN_REPS = 5
 
 
@@ -123,7 +117,7 @@ def time_case(
                 times[cand.name].append(elapsed)
     # Every optimizer ran warmup + reps steps from the same start: their parameters must agree.
     finals = {c.name: c.params() for c in built}
-    baseline = finals.get("optax")
+    baseline = finals.get("optax")  # low-precision state deviates by its rounding
     deviation = {}
     for name, final in finals.items():
         if final is not None and baseline is not None:
@@ -163,8 +157,14 @@ def summarize(case: Case, times: dict[str, list[float]], deviation: dict[str, fl
         q1, med, q3 = np.percentile(arr, [25, 50, 75])
         stats[name] = {"median_ms": 1e3 * med, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3}
         stats[name]["ratio_to_reference"] = float(np.median(arr / np.asarray(times[ref])))
+        # Same-repetition ratios to each baseline a target is stated against.
+        stats[name]["ratio_to"] = {
+            base: float(np.median(arr / np.asarray(times[base])))
+            for base in RATIO_BASES
+            if base in times
+        }
         if "optax" in times:
-            stats[name]["ratio_to_optax"] = float(np.median(arr / np.asarray(times["optax"])))
+            stats[name]["ratio_to_optax"] = stats[name]["ratio_to"]["optax"]
         if name in deviation:
             stats[name]["max_abs_param_difference_to_optax"] = deviation[name]
     triads = [stats[t]["median_ms"] for t in ("triad (jax)", "triad (torch)") if t in stats]
@@ -174,7 +174,10 @@ def summarize(case: Case, times: dict[str, list[float]], deviation: dict[str, fl
         floor_ms = 1e3 * BYTES_PER_PARAM * n / bandwidth
         for name in names:
             if not name.startswith(("triad", "jit")):
-                stats[name]["floor_fraction"] = floor_ms / stats[name]["median_ms"]
+                moved = candidates.bytes_per_param(name)
+                stats[name]["bytes_per_param"] = moved
+                stats[name]["floor_ms"] = 1e3 * moved * n / bandwidth
+                stats[name]["floor_fraction"] = stats[name]["floor_ms"] / stats[name]["median_ms"]
     return {
         "case": dataclasses.asdict(case),
         "label": case.label,

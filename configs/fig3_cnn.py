@@ -8,12 +8,33 @@ width (c16-c16-c32-256) for 6 epochs on a STAND-IN, the embedded 28×28 MNIST di
 --config.model.channels='(64,64,128)' --config.model.hidden=1000 --config.num_epochs=45 with
 --config.data_dir=DIR holding CIFAR-10's python batches (cifar-10-batches-py).
 
-Learning rates: NOT searched yet (the search did not fit in the time available): common
-defaults, Adam 1e-3, AdaGrad 1e-2, SGDNesterov 1e-2. To search:
-``python -m jadam.experiments.lr_search configs/fig3_cnn.py 1 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2 DIR``.
+Learning rates, by the paper's tuning protocol (docs/tuning.md): α per run on a
+half-decade grid starting around the previous value and grown past an edge holding the
+best, at this figure's budget (6 epochs, default data, seed 0); score:
+mean training loss over the final epoch. 31 min on 2 shared CPU cores:
+``python -m jadam.experiments.lr_search --config=configs/fig3_cnn.py``
+``--workdir=runs/lr/fig3_cnn``.
+
+| run | chosen α | momentum | loss |
+|---|---|---|---|
+| adagrad | 0.1 | — | 0.1115 |
+| adagrad_dropout | 0.1 | — | 0.2491 |
+| adam | 0.003 | — | 0.05314 |
+| adam_dropout | 0.003 | — | 0.1339 |
+| sgd_nesterov | 0.03 | 0.9 | 0.0347 |
+| sgd_nesterov_dropout | 0.03 | 0.9 | 0.1556 |
+
+| run / α | 3e-4 | 1e-3 | 3e-3 | 1e-2 | 3e-2 | 1e-1 | 3e-1 |
+|---|---|---|---|---|---|---|---|
+| adagrad | — | — | 1.29 | 0.32 | 0.134 | **0.112** | 1.29 |
+| adagrad_dropout | — | — | 1.73 | 0.516 | 0.262 | **0.249** | 2.2 |
+| adam | 0.269 | 0.13 | **0.0531** | 0.077 | — | — | — |
+| adam_dropout | 0.461 | 0.205 | **0.134** | 0.19 | — | — | — |
+| sgd_nesterov m=0.9 | — | — | 0.268 | 0.0881 | **0.0347** | 2.3 | — |
+| sgd_nesterov_dropout m=0.9 | — | — | 0.494 | 0.203 | **0.156** | 0.241 | — |
 """
 
-from jadam.experiments.config_lib import base_config, run
+from jadam.experiments.config_lib import base_config, ladder, run, search
 
 DROPOUT = {"input_dropout": 0.2, "hidden_dropout": 0.5}
 
@@ -39,10 +60,15 @@ def get_config(arg: str = ""):
     config.plot.kind = "curves_zoom"
     config.plot.zoom_epochs = 3
     config.plot.yscale = "log"
-    for name, alpha in (("adam", 1e-3), ("adagrad", 1e-2), ("sgd_nesterov", 1e-2)):
+    alphas = {"adam": 3e-3, "adagrad": 0.1, "sgd_nesterov": 3e-2}  # Searched (table above).
+    if arg == "smoke":  # 16 steps of a 4-4-8 CNN: AdaGrad's α = 0.1 overshoots there.
+        alphas = {"adam": 1e-3, "adagrad": 1e-2, "sgd_nesterov": 1e-2}
+    for name, alpha in alphas.items():
         config.runs[name] = run(name, alpha)
         config.runs[name + "_dropout"] = run(name, alpha, setting="dropout", model=DROPOUT)
+    config.search = search(ladder(1e-5, 1.0), momenta=(0.9,), span=1)
     if arg == "smoke":
+        config.search = search((0.01, 0.1), max_extensions=1)
         config.model.channels, config.model.hidden = (4, 4, 8), 16
         config.num_train, config.num_test, config.batch_size = 256, 100, 32
         config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 2, 4, 8, 8

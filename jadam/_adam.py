@@ -11,10 +11,10 @@ import optax
 from jadam import _primitives as P
 from jadam import _storage as S
 from jadam import _validation as V
-from jadam._alias import with_learning_rate
-from jadam._fused import fused_adam
+from jadam._alias import build_alias, with_learning_rate
 from jadam._nadam import scale_by_nadam
 from jadam._schedules import decayed_b1_correction
+from jadam._spec import StepSpec
 
 EPS_FORMS = ("algorithm1", "eps_hat", "inside_root")
 
@@ -50,9 +50,9 @@ def scale_by_adam(
     b2: Any = 0.999,
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
+    mu_dtype: Any = None,
     *,
     bias_correction: bool = True,
-    mu_dtype: Any = None,
     nu_dtype: Any = None,
     state_precision: Any = None,
     nesterov: bool = False,
@@ -96,8 +96,19 @@ def scale_by_adam(
       >>> updates  # the first step is sign(g) up to ε
       Array([ 1., -1.], dtype=float32)
     """
+    spec = adam_spec(
+        b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
+        eps_form=eps_form, b1_decay=b1_decay,
+    )  # fmt: skip
+    return scale_by_adam_spec(spec, S.Moments(state_precision, mu_dtype, nu_dtype, count=2))
+
+
+def adam_spec(
+    b1: Any, b2: Any, eps: Any, eps_root: Any, *, bias_correction: bool = True,
+    nesterov: bool = False, eps_form: str = "algorithm1", b1_decay: Any = None, **rest: Any,
+) -> StepSpec:  # fmt: skip
+    """The validated :class:`StepSpec` of Algorithm 1 (``rest``: learning rate, decay, mask)."""
     validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
     V.check_choice("eps_form", eps_form, EPS_FORMS)
     if b1_decay is not None:
         V.check_range("b1_decay", b1_decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
@@ -105,6 +116,17 @@ def scale_by_adam(
             raise ValueError("b1_decay is not supported together with nesterov=True.")
     V.check_flag("bias_correction", bias_correction)
     V.check_flag("nesterov", nesterov)
+    return StepSpec(
+        "adam", b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
+        eps_form=eps_form, b1_decay=b1_decay, **rest,
+    )  # fmt: skip
+
+
+def scale_by_adam_spec(spec: StepSpec, moments: S.Moments) -> optax.GradientTransformation:
+    """:func:`scale_by_adam` of a spec and a moment storage (the pure path of Algorithm 1)."""
+    b1, b2, eps, eps_root = spec.b1, spec.b2, spec.eps, spec.eps_root
+    bias_correction, nesterov, eps_form = spec.bias_correction, spec.nesterov, spec.eps_form
+    b1_decay = spec.b1_decay
 
     def init_fn(params):
         mu, nu = moments.init(params)
@@ -187,35 +209,12 @@ def adam(
 
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
-    scaling = scale_by_adam(
-        b1,
-        b2,
-        eps,
-        eps_root,
-        bias_correction=bias_correction,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        state_precision=state_precision,
-        nesterov=nesterov,
-        eps_form=eps_form,
-        b1_decay=b1_decay,
-    )
-    tx = with_learning_rate(learning_rate, scaling)
-    if fused:
-        # The kernel runs Algorithm 1's ε, a constant β1 and float32 moments only.
-        unsupported = (mu_dtype, nu_dtype, state_precision, b1_decay) != (None,) * 4
-        return fused_adam(
-            tx,
-            learning_rate,
-            b1,
-            b2,
-            eps,
-            eps_root,
-            unsupported=unsupported or eps_form != "algorithm1",
-            bias_correction=bias_correction,
-            nesterov=nesterov,
-        )
-    return tx
+    spec = adam_spec(
+        b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
+        eps_form=eps_form, b1_decay=b1_decay, learning_rate=learning_rate,
+    )  # fmt: skip
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    return build_alias(spec, moments, scale_by_adam_spec(spec, moments), fused=fused)
 
 
 def nadam(
@@ -226,6 +225,7 @@ def nadam(
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
     *,
+    nesterov: bool = True,
     nu_dtype: Any = None,
     state_precision: Any = None,
     momentum_decay: Any = None,
@@ -235,6 +235,7 @@ def nadam(
     m̄_t = β1·m_t/(1−β1^{t+1}) + (1−β1)·g_t/(1−β1^t),   θ_t = θ_{t−1} − α·m̄_t/(√v̂_t + ε).
 
     Args:
+      nesterov: False gives plain :func:`adam`, as optax's ``nadam(nesterov=False)``.
       momentum_decay: None (default): constant β1, optax's ``nadam``. A number ψ > 0: Dozat's
         momentum schedule μ_t = β1·(1 − ½·0.96^(tψ)) of :func:`jadam.scale_by_nadam`;
         ψ = 0.004 is torch's ``NAdam``, ψ = 1 is Keras's ``Nadam``.
@@ -245,7 +246,10 @@ def nadam(
       >>> state = tx.init(jnp.zeros(3))
       >>> torch_like = nadam(1e-3, momentum_decay=0.004)
     """
+    V.check_flag("nesterov", nesterov)
     if momentum_decay is not None:
+        if not nesterov:
+            raise ValueError(f"nesterov must be True with a momentum_decay, got {nesterov!r}.")
         if not isinstance(eps_root, jax.Array) and eps_root != 0:
             raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
         if (nu_dtype, state_precision) != (None, None):
@@ -259,7 +263,7 @@ def nadam(
         eps,
         eps_root,
         mu_dtype,
-        nesterov=True,
+        nesterov=nesterov,
         nu_dtype=nu_dtype,
         state_precision=state_precision,
     )
@@ -298,31 +302,68 @@ def adamw(
     """
     if not callable(weight_decay):
         V.check_non_negative("weight_decay", weight_decay)
-    tx = with_learning_rate(
-        learning_rate,
-        scale_by_adam(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            state_precision=state_precision,
-            nesterov=nesterov,
-        ),
-        optax.add_decayed_weights(weight_decay, mask),
-    )
-    if fused:
-        return fused_adam(
-            tx,
+    spec = adam_spec(
+        b1, b2, eps, eps_root, nesterov=nesterov, learning_rate=learning_rate,
+        weight_decay=weight_decay, mask=mask,
+    )  # fmt: skip
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    return build_alias(spec, moments, scale_by_adam_spec(spec, moments), fused=fused)
+
+
+def nadamw(
+    learning_rate: Any,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    eps_root: Any = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: Any = 1e-4,
+    mask: Any = None,
+    *,
+    nesterov: bool = True,
+    momentum_decay: Any = None,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    """NAdamW: :func:`nadam` with AdamW's decoupled weight decay λ (optax's ``nadamw``).
+
+    θ_t = θ_{t−1} − α·(m̄_t/(√v̂_t + ε) + λ·θ_{t−1}), m̄_t as in :func:`nadam`. Needs ``params``.
+
+    Args:
+      weight_decay, mask: as in :func:`adamw`.
+      nesterov: optax's ``nadamw`` is ``adamw`` with ``nesterov=True``; False gives AdamW.
+      momentum_decay: None: optax's constant β1. ψ > 0: Dozat's momentum schedule, so
+        ``nadamw(lr, momentum_decay=0.004, weight_decay=λ)`` is torch's
+        ``NAdam(lr, weight_decay=λ, decoupled_weight_decay=True)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tx = nadamw(1e-3, weight_decay=0.01)
+      >>> params = jnp.ones(2)
+      >>> updates, _ = tx.update(jnp.ones(2), tx.init(params), params)
+    """
+    V.check_flag("nesterov", nesterov)
+    if momentum_decay is None:
+        return adamw(
             learning_rate,
             b1,
             b2,
             eps,
             eps_root,
-            unsupported=(mu_dtype, nu_dtype, state_precision) != (None, None, None),
+            mu_dtype,
+            weight_decay,
+            mask,
             nesterov=nesterov,
-            weight_decay=weight_decay,
-            mask=mask,
+            nu_dtype=nu_dtype,
+            state_precision=state_precision,
         )
-    return tx
+    if not nesterov:
+        raise ValueError("momentum_decay is Dozat's Nesterov schedule: it needs nesterov=True.")
+    if not isinstance(eps_root, jax.Array) and eps_root != 0:
+        raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
+    if (nu_dtype, state_precision) != (None, None):
+        raise ValueError("momentum_decay does not support nu_dtype or state_precision yet.")
+    if not callable(weight_decay):
+        V.check_non_negative("weight_decay", weight_decay)
+    scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
+    return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))

@@ -11,8 +11,8 @@ import optax
 from jadam import _primitives as P
 from jadam import _storage as S
 from jadam import _validation as V
-from jadam._alias import with_learning_rate
-from jadam._fused import fused_adamax
+from jadam._alias import build_alias, with_learning_rate
+from jadam._spec import StepSpec
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -57,10 +57,21 @@ def scale_by_adamax(
       >>> updates.round(5)
       Array([ 1., -1.,  0.], dtype=float32)
     """
+    spec = adamax_spec(b1, b2, eps)
+    return scale_by_adamax_spec(spec, S.Moments(state_precision, mu_dtype, nu_dtype, count=2))
+
+
+def adamax_spec(b1: Any, b2: Any, eps: Any, **rest: Any) -> StepSpec:
+    """The validated :class:`StepSpec` of Algorithm 2 (``rest``: the learning rate)."""
     V.check_range("b1", b1, 0.0, 1.0)
     V.check_range("b2", b2, 0.0, 1.0)
     V.check_non_negative("eps", eps)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    return StepSpec("adamax", b1, b2, eps, **rest)
+
+
+def scale_by_adamax_spec(spec: StepSpec, moments: S.Moments) -> optax.GradientTransformation:
+    """:func:`scale_by_adamax` of a spec and a moment storage (the pure path of Algorithm 2)."""
+    b1, b2, eps = spec.b1, spec.b2, spec.eps
 
     def init_fn(params):
         mu, nu = moments.init(params)
@@ -101,11 +112,45 @@ def adamax(
       >>> updates
       Array([-0.002], dtype=float32)
     """
+    spec = adamax_spec(b1, b2, eps, learning_rate=learning_rate)
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    return build_alias(spec, moments, scale_by_adamax_spec(spec, moments), fused=fused)
+
+
+def adamaxw(
+    learning_rate: Any,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    weight_decay: Any = 1e-4,
+    mask: Any = None,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    """AdamaxW: AdaMax with decoupled weight decay λ (optax's ``adamaxw``).
+
+    θ_t = θ_{t−1} − α·(m_t/((1−β1^t)·(u_t + ε)) + λ·θ_{t−1}), u_t as in :func:`scale_by_adamax`
+    (ε outside the max, the paper's; optax puts it inside). Needs ``params`` in ``update``.
+
+    Args:
+      weight_decay: λ ≥ 0 (or a schedule), optax's default 1e-4.
+      mask: a tree of booleans (or a callable params → tree) selecting the decayed leaves.
+
+    Note: Keras's ``Adamax(learning_rate, epsilon=1e-7, weight_decay=λ)`` also adds ε outside
+    the max and decays θ by α·λ·θ, so it is ``adamaxw(learning_rate, eps=1e-7, weight_decay=λ)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tx = adamaxw(0.002, weight_decay=0.5)
+      >>> params = jnp.array([1.0])
+      >>> tx.update(jnp.array([3.0]), tx.init(params), params)[0]  # −α·(1 + λ·θ)
+      Array([-0.003], dtype=float32)
+    """
+    if not callable(weight_decay):
+        V.check_non_negative("weight_decay", weight_decay)
     scaling = scale_by_adamax(
         b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype, state_precision=state_precision
     )
-    tx = with_learning_rate(learning_rate, scaling)
-    if not fused:
-        return tx
-    unsupported = (mu_dtype, nu_dtype, state_precision) != (None, None, None)
-    return fused_adamax(tx, learning_rate, b1, b2, eps, unsupported=unsupported)
+    return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))

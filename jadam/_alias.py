@@ -7,11 +7,38 @@ from typing import Any
 import optax
 
 from jadam import _validation
+from jadam._fused import fused_transformation
+from jadam._spec import StepSpec
 
 
 def with_learning_rate(
-    learning_rate: Any, *transforms: optax.GradientTransformation
+    learning_rate: Any,
+    *transforms: optax.GradientTransformation,
+    then: optax.GradientTransformation | None = None,
+    optional: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-    """chain(*transforms, −learning_rate), the learning rate a number or a schedule."""
-    _validation.check_learning_rate(learning_rate)
-    return optax.chain(*transforms, optax.scale_by_learning_rate(learning_rate))
+    """chain(*transforms, −learning_rate[, then]), the learning rate a number or a schedule.
+
+    With ``optional``, ``learning_rate=None`` is optax's "no learning rate": the identity, so the
+    updates are not negated (optax's ``adadelta()``).
+    """
+    if not (optional and learning_rate is None):
+        _validation.check_learning_rate(learning_rate)
+    tail = () if then is None else (then,)
+    return optax.chain(*transforms, optax.scale_by_learning_rate(learning_rate), *tail)
+
+
+def build_alias(
+    spec: StepSpec, moments: Any, scaling: optax.GradientTransformation, *, fused: bool
+) -> optax.GradientTransformationExtraArgs:
+    """chain(scaling, [decayed weights,] −learning rate) from ``spec``; fused if asked.
+
+    ``fused=True`` gives a :class:`jadam.FusedTransformation` whose executor reads the same
+    ``spec`` and ``moments`` (and raises ``ValueError`` for options the kernel lacks).
+    """
+    _validation.check_flag("fused", fused)
+    transforms = [scaling]
+    if spec.weight_decay is not None:
+        transforms.append(optax.add_decayed_weights(spec.weight_decay, spec.mask))
+    pure = with_learning_rate(spec.learning_rate, *transforms)
+    return fused_transformation(spec, moments, pure) if fused else pure

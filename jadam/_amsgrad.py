@@ -32,6 +32,8 @@ def scale_by_amsgrad(
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
     *,
     nu_dtype: Any = None,
     state_precision: Any = None,
@@ -54,6 +56,9 @@ def scale_by_amsgrad(
 
     Args:
       mu_dtype: storage dtype of m_t (None: the parameter's dtype), rounded to nearest.
+      bias_correction_mu: False uses m_t for m̂_t (optax's switch).
+      bias_correction_nu: False takes the max of the raw v_t, uncorrected (optax's switch);
+        both False is ``variant="uncorrected"``. The switches apply to "max_of_corrected" only.
       nu_dtype: storage dtype of v_t and v̂max_t (None: the parameter's dtype).
       state_precision: storage of all three moments, see :func:`jadam.scale_by_adam`.
 
@@ -68,6 +73,12 @@ def scale_by_amsgrad(
     moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=3)
     V.check_choice("variant", variant, AMSGRAD_VARIANTS)
     V.check_choice("eps_form", eps_form, EPS_FORMS)
+    correct_mu, correct_nu = _corrections(variant, bias_correction_mu, bias_correction_nu)
+    if eps_form == "eps_hat" and variant == "max_of_corrected" and correct_mu != correct_nu:
+        raise ValueError(
+            "eps_form='eps_hat' needs bias_correction_mu == bias_correction_nu, got "
+            f"{bias_correction_mu!r} and {bias_correction_nu!r}."
+        )
 
     def init_fn(params):
         mu, nu, nu_max = moments.init(params)
@@ -79,7 +90,7 @@ def scale_by_amsgrad(
         mu, nu, nu_max = moments.read(updates, (state.mu, state.nu, state.nu_max))
         mu = P.update_first_moment(updates, mu, b1)
         nu = P.update_second_moment(updates, nu, b2)
-        running = P.bias_correction(nu, b2, count) if variant == "max_of_corrected" else nu
+        running = P.bias_correction(nu, b2, count) if correct_nu else nu
         nu_max = jax.tree.map(
             lambda m, v: P.saturating_cast(jnp.maximum(m, v), m.dtype), nu_max, running
         )
@@ -87,15 +98,12 @@ def scale_by_amsgrad(
         correction = P.one_minus_power(b2, count)
         # divisor: what turns the stored nu_max into the quantity under the root (for the floor).
         divisor = correction if variant == "max_of_raw" else 1.0
-        if variant == "uncorrected":
-            mu_hat, nu_max_hat = mu, nu_max
-        else:
-            mu_hat = P.bias_correction(mu, b1, count)
-            nu_max_hat = P.bias_correction(nu_max, b2, count) if variant == "max_of_raw" else nu_max
+        mu_hat = P.bias_correction(mu, b1, count) if correct_mu else mu
+        nu_max_hat = P.bias_correction(nu_max, b2, count) if variant == "max_of_raw" else nu_max
         outer_eps = eps
         if eps_form == "inside_root":
             scale, outer_eps = P.sqrt(nu_max_hat, eps_root + eps), 0.0
-        elif eps_form == "eps_hat" and variant != "uncorrected":
+        elif eps_form == "eps_hat" and correct_mu:
             root = jnp.sqrt(correction)
             mu_hat = jax.tree.map(lambda m: m * root.astype(m.dtype), mu_hat)
             if variant == "max_of_raw":
@@ -113,6 +121,20 @@ def scale_by_amsgrad(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _corrections(variant: str, correct_mu: bool, correct_nu: bool) -> tuple[bool, bool]:
+    """(correct m_t, max of the corrected v̂_t) for a variant and optax's two switches."""
+    V.check_flag("bias_correction_mu", correct_mu)
+    V.check_flag("bias_correction_nu", correct_nu)
+    if variant == "max_of_corrected":
+        return correct_mu, correct_nu
+    if not (correct_mu and correct_nu):
+        raise ValueError(
+            f"bias_correction_mu/bias_correction_nu apply to variant='max_of_corrected' only, "
+            f"got variant={variant!r}; variant='uncorrected' is both False."
+        )
+    return variant == "max_of_raw", False
+
+
 def amsgrad(
     learning_rate: Any,
     b1: Any = 0.9,
@@ -120,6 +142,8 @@ def amsgrad(
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
     mu_dtype: Any = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
     *,
     nu_dtype: Any = None,
     state_precision: Any = None,
@@ -129,6 +153,7 @@ def amsgrad(
     """AMSGrad: θ_t = θ_{t−1} − α·m̂_t/(√v̂max_t + ε). See :func:`scale_by_amsgrad`.
 
     Args:
+      bias_correction_mu, bias_correction_nu: optax's switches, see :func:`scale_by_amsgrad`.
       variant: "max_of_corrected" (optax), "max_of_raw" (torch, Keras) or "uncorrected" (Reddi).
       eps_form: "algorithm1" (optax, torch), "eps_hat" (Keras) or "inside_root".
 
@@ -143,6 +168,8 @@ def amsgrad(
         eps,
         eps_root,
         mu_dtype,
+        bias_correction_mu,
+        bias_correction_nu,
         nu_dtype=nu_dtype,
         state_precision=state_precision,
         variant=variant,

@@ -26,10 +26,13 @@ class ScaleByMomentumState(NamedTuple):
     trace: optax.Updates
 
 
-def scale_by_momentum(momentum: Any = 0.9, nesterov: bool = False) -> optax.GradientTransformation:
+def scale_by_momentum(
+    momentum: Any = 0.9, nesterov: bool = False, accumulator_dtype: Any = None
+) -> optax.GradientTransformation:
     """Heavy-ball momentum b_t = μ·b_{t−1} + g_t; output b_t, or g_t + μ·b_t with ``nesterov``.
 
-    The same convention as optax's ``trace`` and torch's ``SGD`` (dampening 0).
+    The same convention and state (``trace``) as optax's ``trace`` and torch's ``SGD``
+    (dampening 0). ``accumulator_dtype`` (None: the parameter's dtype) stores b_t, as optax's.
 
     Example:
       >>> import jax.numpy as jnp
@@ -42,24 +45,34 @@ def scale_by_momentum(momentum: Any = 0.9, nesterov: bool = False) -> optax.Grad
     """
     V.check_range("momentum", momentum, 0.0, 1.0, high_inclusive=True)
     V.check_flag("nesterov", nesterov)
+    V.check_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params):
-        return ScaleByMomentumState(trace=P.zeros_like(params))
+        return ScaleByMomentumState(trace=P.zeros_like(params, accumulator_dtype))
 
     def update_fn(updates, state, params=None):
         del params
         V.check_tree_matches(updates, state.trace)
         trace = jax.tree.map(lambda g, b: g + momentum * b, updates, state.trace)
         out = jax.tree.map(lambda g, b: g + momentum * b, updates, trace) if nesterov else trace
-        return out, ScaleByMomentumState(trace=trace)
+        stored = jax.tree.map(lambda b, old: b.astype(old.dtype), trace, state.trace)
+        return out, ScaleByMomentumState(trace=stored)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def sgd(
-    learning_rate: Any, momentum: Any = None, nesterov: bool = False
+    learning_rate: Any,
+    momentum: Any = None,
+    nesterov: bool = False,
+    accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     """SGD, optionally with heavy-ball or Nesterov momentum μ: θ_t = θ_{t−1} − α·b_t.
+
+    The state is optax's: (momentum's ``trace`` or an empty state, the learning rate's).
+
+    Note: ``nesterov=True`` or an ``accumulator_dtype`` without a momentum raise a ``ValueError``
+    (optax ignores them).
 
     Example:
       >>> import jax.numpy as jnp
@@ -72,8 +85,14 @@ def sgd(
     if momentum is None:
         if nesterov:
             raise ValueError("nesterov=True needs a momentum in [0, 1], got momentum=None.")
-        return with_learning_rate(learning_rate)
-    return with_learning_rate(learning_rate, scale_by_momentum(momentum, nesterov))
+        if accumulator_dtype is not None:
+            raise ValueError(
+                f"accumulator_dtype={accumulator_dtype!r} needs a momentum in [0, 1], got "
+                "momentum=None."
+            )
+        return with_learning_rate(learning_rate, optax.identity())
+    tx = scale_by_momentum(momentum, nesterov, accumulator_dtype)
+    return with_learning_rate(learning_rate, tx)
 
 
 class ScaleByAdagradState(NamedTuple):
@@ -135,21 +154,52 @@ def adagrad(
 
 
 class ScaleByRmsState(NamedTuple):
-    """State of :func:`scale_by_rms`: count t, m_t (None unless centered) and v_t."""
+    """State of :func:`scale_by_rms` (optax's layout): v_t."""
+
+    nu: optax.Updates
+
+
+class ScaleByRmsWithCountState(NamedTuple):
+    """State of :func:`scale_by_rms` with ``bias_correction``: count t and v_t."""
+
+    count: jax.Array
+    nu: optax.Updates
+
+
+class ScaleByRStdDevState(NamedTuple):
+    """State of :func:`scale_by_rms` with ``centered`` (optax's ``scale_by_stddev``): m_t, v_t."""
+
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+class ScaleByRStdDevWithCountState(NamedTuple):
+    """State of :func:`scale_by_rms` with ``centered`` and ``bias_correction``: t, m_t, v_t."""
 
     count: jax.Array
     mu: optax.Updates
     nu: optax.Updates
 
 
+def _rms_state(count: Any, mu: Any, nu: Any, *, centered: bool, bias_correction: bool) -> Any:
+    """The state class optax uses for these options (count and mu only where they are used)."""
+    if centered:
+        if bias_correction:
+            return ScaleByRStdDevWithCountState(count=count, mu=mu, nu=nu)
+        return ScaleByRStdDevState(mu=mu, nu=nu)
+    if bias_correction:
+        return ScaleByRmsWithCountState(count=count, nu=nu)
+    return ScaleByRmsState(nu=nu)
+
+
 def scale_by_rms(
     decay: Any = 0.9,
     eps: Any = 1e-8,
     initial_scale: Any = 0.0,
-    *,
     eps_in_sqrt: bool = True,
-    centered: bool = False,
     bias_correction: bool = False,
+    *,
+    centered: bool = False,
 ) -> optax.GradientTransformation:
     """RMSProp (Tieleman & Hinton, 2012): g_t / √(v_t + ε), v_t = ρ·v_{t−1} + (1−ρ)·|g_t|².
 
@@ -157,9 +207,13 @@ def scale_by_rms(
       decay: ρ ∈ [0, 1).
       eps: ε ≥ 0, inside the root, or outside (g/(√v + ε), torch's form) if not ``eps_in_sqrt``.
       initial_scale: v_0.
-      centered: divide by the root of the variance v_t − |m_t|² (Graves, 2013).
+      eps_in_sqrt: where ε goes (see ``eps``).
       bias_correction: divide v_t (and m_t) by 1 − ρ^t as Adam does (Section 3; the paper's
         "RMSProp with bias correction").
+      centered: divide by the root of the variance max(v_t − |m_t|², 0) (Graves, 2013),
+        optax's ``scale_by_stddev`` (which takes the root of a rounding error's −1e-9 as NaN).
+
+    The state is optax's for the same options: (v_t), (t, v_t), (m_t, v_t) or (t, m_t, v_t).
 
     Example:
       >>> import jax.numpy as jnp
@@ -174,31 +228,31 @@ def scale_by_rms(
     for flag, value in [("eps_in_sqrt", eps_in_sqrt), ("centered", centered)]:
         V.check_flag(flag, value)
     V.check_flag("bias_correction", bias_correction)
+    options = {"centered": centered, "bias_correction": bias_correction}
 
     def init_fn(params):
-        return ScaleByRmsState(
-            count=jnp.zeros([], jnp.int32),
-            mu=P.zeros_like(params) if centered else None,
-            nu=_full_like(params, initial_scale, real=True),
-        )
+        mu = P.zeros_like(params) if centered else None
+        nu = _full_like(params, initial_scale, real=True)
+        return _rms_state(jnp.zeros([], jnp.int32), mu, nu, **options)
 
     def update_fn(updates, state, params=None):
         del params
         V.check_tree_matches(updates, state.nu)
-        count = P.increment(state.count)
+        count = P.increment(state.count) if bias_correction else None
         nu = P.update_second_moment(updates, state.nu, decay)
         nu_hat = P.bias_correction(nu, decay, count) if bias_correction else P.upcast(nu)
         mu = None
         if centered:
             mu = P.update_first_moment(updates, state.mu, decay)
             mu_hat = P.bias_correction(mu, decay, count) if bias_correction else P.upcast(mu)
-            nu_hat = jax.tree.map(lambda v, m: v - P.abs_sq(m), nu_hat, mu_hat)
+            # v − |m|² ≥ 0 in exact arithmetic; rounding can make it −1e-9 (a NaN root).
+            nu_hat = jax.tree.map(lambda v, m: jnp.maximum(v - P.abs_sq(m), 0), nu_hat, mu_hat)
         if eps_in_sqrt:
             scale = jax.tree.map(lambda v: jax.lax.rsqrt(v + eps), nu_hat)
         else:
             scale = jax.tree.map(lambda v: 1 / (jnp.sqrt(v) + eps), nu_hat)
         out = jax.tree.map(lambda g, s: (g * s).astype(g.dtype), updates, scale)
-        return out, ScaleByRmsState(count=count, mu=mu, nu=nu)
+        return out, _rms_state(count, mu, nu, **options)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -208,7 +262,6 @@ def rmsprop(
     decay: Any = 0.9,
     eps: Any = 1e-8,
     initial_scale: Any = 0.0,
-    *,
     eps_in_sqrt: bool = True,
     centered: bool = False,
     momentum: Any = None,
@@ -218,8 +271,12 @@ def rmsprop(
     """RMSProp: θ_t = θ_{t−1} − α·g_t/√(v_t + ε), optionally centered, with momentum (applied
     after the learning rate, as optax does) or bias-corrected. See :func:`scale_by_rms`.
 
+    The state is optax's: (the :func:`scale_by_rms` state, the learning rate's, momentum's
+    ``trace`` or an empty state).
+
     Note: torch's ``RMSprop`` defaults to ρ = 0.99 and ε outside the root; pass
-    ``decay=0.99, eps_in_sqrt=False`` to match it.
+    ``decay=0.99, eps_in_sqrt=False`` to match it. ``nesterov=True`` without a momentum raises a
+    ``ValueError`` (optax ignores it).
 
     Example:
       >>> import jax.numpy as jnp
@@ -227,18 +284,13 @@ def rmsprop(
       >>> state = tx.init(jnp.zeros(2))
     """
     scaling = scale_by_rms(
-        decay,
-        eps,
-        initial_scale,
-        eps_in_sqrt=eps_in_sqrt,
-        centered=centered,
-        bias_correction=bias_correction,
+        decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=centered
     )
     V.check_flag("nesterov", nesterov)
-    tx = with_learning_rate(learning_rate, scaling)
-    if momentum is None:
-        return tx
-    return optax.chain(tx, scale_by_momentum(momentum, nesterov))
+    if momentum is None and nesterov:
+        raise ValueError("nesterov=True needs a momentum in [0, 1], got momentum=None.")
+    tail = optax.identity() if momentum is None else scale_by_momentum(momentum, nesterov)
+    return with_learning_rate(learning_rate, scaling, then=tail)
 
 
 class ScaleByAdadeltaState(NamedTuple):
@@ -284,13 +336,37 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> optax.GradientTransfor
 
 
 def adadelta(
-    learning_rate: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6
+    learning_rate: Any = None,
+    rho: Any = 0.9,
+    eps: Any = 1e-6,
+    weight_decay: Any = 0.0,
+    weight_decay_mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """AdaDelta: θ_t = θ_{t−1} − α·Δ_t, α = 1 as in Zeiler (2012). See :func:`scale_by_adadelta`.
+    """AdaDelta: θ_t = θ_{t−1} − α·Δ_t (Zeiler, 2012), optax's signature and state.
+
+    Args:
+      learning_rate: α ≥ 0 or a schedule. None (the default, as optax's) applies no learning
+        rate at all: the updates are +Δ_t, not −Δ_t, so ``optax.apply_updates`` ascends. Pass
+        ``1.0`` for Zeiler's descent step.
+      rho, eps: see :func:`scale_by_adadelta`.
+      weight_decay: λ ≥ 0 (or a schedule), added to the gradient before AdaDelta: g_t + λ·θ.
+      weight_decay_mask: a tree of booleans (or a callable params → tree) selecting the decayed
+        leaves.
+
+    Note: unlike optax, ``update`` needs ``params`` only when there is a weight decay.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> tx = adadelta()
-      >>> state = tx.init(jnp.zeros(2))
+      >>> tx = adadelta(1.0)
+      >>> updates, _ = tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))
+      >>> bool((updates < 0).all())
+      True
     """
-    return with_learning_rate(learning_rate, scale_by_adadelta(rho, eps))
+    if not callable(weight_decay):
+        V.check_non_negative("weight_decay", weight_decay)
+    no_decay = weight_decay_mask is None and isinstance(weight_decay, (int, float))
+    if no_decay and weight_decay == 0:
+        decay = optax.identity()  # the same (empty) state, and params are not needed
+    else:
+        decay = optax.add_decayed_weights(weight_decay, weight_decay_mask)
+    return with_learning_rate(learning_rate, decay, scale_by_adadelta(rho, eps), optional=True)

@@ -1,304 +1,111 @@
 """Fused Adam, AdamW and AdaMax: the whole tree in one pass per step, in place (``fused=True``).
 
 XLA's CPU code for Adam makes about three passes over memory per leaf and one set of kernels
-per leaf. Here a C++ kernel (``jadam/csrc/fused_adam.cc``, registered through ``jax.ffi`` and
-built at install time) updates every leaf in one custom call: it reads g, m, v (and θ) once
-and writes m, v and θ (or the update) once, 28 bytes per float32 parameter, on XLA's intra-op
-thread pool, with outputs aliased to the (donated) inputs. The arithmetic is operation for
-operation that of :func:`jadam.scale_by_adam` / :func:`jadam.scale_by_adamax` followed by
-``optax.add_decayed_weights`` and ``optax.scale_by_learning_rate``, so results are identical
-bit for bit. On CPU ``init`` packs the moments of all leaves into one vector each
-(:class:`PackedAdamState`): the jitted step then has two moment buffers instead of two per leaf,
-and XLA's compile time grows with the number of buffers. ``update`` also accepts the unfused
-alias's state, and ``unpack_state`` converts a packed one to it.
+per leaf. With ``fused=True`` a C++ kernel (:mod:`jadam._kernel`) updates the leaves in one
+custom call per group: it reads g, the stored m and v (and θ) once, decodes, updates and
+encodes the moments and writes θ (or the update, over the gradient's buffer) in the same pass,
+for float32, stochastically rounded bfloat16/float16 and block-wise 8-bit moments. Results are
+the pure path's (state bit for bit, see tests/test_fused.py).
 
-Where the kernel does not apply the unfused alias runs instead: non-CPU backends, arrays
-sharded over several devices, dtypes other than float32, ``mu_dtype``, Nesterov momentum,
-weight-decay schedules, or a package built without a C++ compiler. Under ``jax.vmap`` and
-differentiation the kernel is replaced by a pure-JAX transcription of the same arithmetic.
+Three separate decisions meet here: *what* the step computes (:class:`jadam._spec.StepSpec`),
+*how* the moments are stored (:class:`jadam._storage.Moments`), and *how* it executes: the
+:class:`KernelExecutor` runs the kernel where it can and otherwise the pure transformation.
+Options the kernel does not implement raise ``ValueError`` when the transformation is built;
+an environment it cannot run in (no compiled kernel, a non-CPU backend, arrays sharded over
+several devices, non-float32 parameters, ``jax.vmap``/differentiation) falls back to the pure
+arithmetic with one :class:`FusedFallbackWarning` per reason and process.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import importlib.machinery
-import pathlib
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jadam import _kernel as K
+from jadam import _kernel_reference as reference
+from jadam import _packed
 from jadam import _primitives as P
+from jadam import _storage as S
 from jadam import _validation as V
+from jadam._packed import PackedAdamState
+from jadam._precision import StochasticRounding
+from jadam._quantization import Blockwise8bit, packed_shape
+from jadam._spec import StepSpec
 
-_TARGET = "jadam_fused_adam"
-_LIBRARY_STEM = "_fused_adam_kernel"
-# Leaves per custom call. XLA's alias analysis grows faster than linearly with the operands
-# of one instruction (300 leaves in one call: 2 s to compile, 1000: ~60 s); groups of 32
-# keep compile time linear in the number of leaves at no measurable run-time cost.
-_LEAVES_PER_CALL = 32
-# With packed moments a call has two operands per leaf instead of four.
-_PACKED_LEAVES_PER_CALL = 64
-
-# Layout of the scalar operand; keep in sync with `enum Scalar` in csrc/fused_adam.cc.
-_SCALARS = (
-    "b1",
-    "one_minus_b1",
-    "b2",
-    "one_minus_b2",
-    "inverse_bias_correction1",
-    "inverse_bias_correction2",
-    "eps",
-    "eps_root",
-    "neg_learning_rate",
-    "weight_decay",
-)
-_S = {name: i for i, name in enumerate(_SCALARS)}
-_ADAM, _ADAMAX = 0, 1
+_is_none = lambda x: x is None  # noqa: E731
 
 
-def _library_path() -> pathlib.Path | None:
-    package = pathlib.Path(__file__).parent
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = package / f"{_LIBRARY_STEM}{suffix}"
-        if path.exists():
-            return path
-    return None
+class FusedFallbackWarning(UserWarning):
+    """``fused=True`` ran the pure-JAX arithmetic instead of the kernel (the message says why)."""
 
 
-@functools.cache
-def kernel_available() -> bool:
-    """Whether the fused CPU kernel was built and registered with XLA (loaded on first call).
-
-    >>> isinstance(kernel_available(), bool)
-    True
-    """
-    path = _library_path()
-    if path is None:
-        return False
-    try:
-        library = ctypes.cdll.LoadLibrary(str(path))
-        handler = jax.ffi.pycapsule(library.JadamFusedAdam)
-        jax.ffi.register_ffi_target(_TARGET, handler, platform="cpu")
-    except (OSError, AttributeError, ValueError, RuntimeError):
-        return False
-    return True
+_WARNED: set[str] = set()
 
 
-# --------------------------------------------------------------------------------------------
-# The step on flat lists of leaves: kernel, and its pure-JAX transcription.
-
-
-def _reference_leaf(s, p, g, m, v, *, algorithm, apply, decay, safe):
-    """One leaf of the fused step in jnp, in the kernel's (= the unfused path's) order."""
-    m = s[_S["b1"]] * m + s[_S["one_minus_b1"]] * g
-    if algorithm == _ADAM:
-        v = s[_S["b2"]] * v + s[_S["one_minus_b2"]] * (g * g)
-        v_hat = v * s[_S["inverse_bias_correction2"]]
-        denominator = jnp.sqrt(v_hat + s[_S["eps_root"]]) + s[_S["eps"]]
-    else:
-        v = jnp.maximum(s[_S["b2"]] * v, jnp.abs(g))
-        denominator = v + s[_S["eps"]]
-    m_hat = m * s[_S["inverse_bias_correction1"]]
-    direction = P.safe_divide(m_hat, denominator) if safe else m_hat / denominator
-    if decay:
-        direction = direction + s[_S["weight_decay"]] * p
-    update = direction * s[_S["neg_learning_rate"]]
-    return (p + update if apply else update), m, v
-
-
-def _reference_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
-    outs = [[], [], []]
-    for i, (g, m, v) in enumerate(zip(grads, mu, nu, strict=True)):
-        p = params[i] if params else None
-        for out, x in zip(
-            outs,
-            _reference_leaf(
-                scalars, p, g, m, v, algorithm=algorithm, apply=apply, decay=decay[i], safe=safe
-            ),
-            strict=True,
-        ):
-            out.append(x)
-    return tuple(outs)
-
-
-def _attributes(algorithm, apply, decay, safe, packed=False, offset=0) -> dict[str, Any]:
-    """The custom call's attributes (see the handler's binding in csrc/fused_adam.cc)."""
-    return dict(
-        algorithm=np.int32(algorithm),
-        apply=np.int32(apply),
-        decay=np.int32(decay),
-        safe_divide=np.int32(safe),
-        packed=np.int32(packed),
-        offset=np.int64(offset),
+def warn_fallback(reason: str) -> None:
+    """Warns once per process and reason that the kernel did not run."""
+    if reason in _WARNED:
+        return
+    _WARNED.add(reason)
+    warnings.warn(
+        f"jadam fused=True runs the pure-JAX path: {reason}.", FusedFallbackWarning, stacklevel=4
     )
 
 
-def _kernel_call(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
-    """One custom call; outputs alias params (apply mode), mu and nu."""
-    n = len(grads)
-    flags = _attributes(algorithm, apply, decay, safe)
-    shapes = [jax.ShapeDtypeStruct(g.shape, g.dtype) for g in grads]
-    result_shapes = shapes * 3
-    if apply:  # operands: scalars, p, g, m, v; results: p, m, v
-        operands = (scalars, *params, *grads, *mu, *nu)
-        aliases = {1 + i: i for i in range(n)}
-        aliases |= {1 + 2 * n + i: n + i for i in range(n)}
-        aliases |= {1 + 3 * n + i: 2 * n + i for i in range(n)}
-    else:  # operands: scalars, g, m, v[, p]; results: u, m, v
-        operands = (scalars, *grads, *mu, *nu, *(params if decay else ()))
-        aliases = {1 + n + i: n + i for i in range(n)}
-        aliases |= {1 + 2 * n + i: 2 * n + i for i in range(n)}
-    call = jax.ffi.ffi_call(_TARGET, result_shapes, input_output_aliases=aliases)
-    results = call(*operands, **flags)
-    return results[:n], results[n : 2 * n], results[2 * n :]
+# --------------------------------------------------------------------------------------------
+# Construction: options the kernel does not implement.
 
 
-def _kernel_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
-    """All leaves, in groups of leaves that share the weight-decay flag."""
-    n = len(grads)
-    out = [[None] * n, [None] * n, [None] * n]
-    for flag in (False, True):
-        index = [i for i in range(n) if decay[i] == flag]
-        for start in range(0, len(index), _LEAVES_PER_CALL):
-            group = index[start : start + _LEAVES_PER_CALL]
-            pick = lambda xs, group=group: [xs[i] for i in group]  # noqa: E731
-            results = _kernel_call(
-                scalars,
-                pick(params) if params else [],
-                pick(grads),
-                pick(mu),
-                pick(nu),
-                algorithm=algorithm,
-                apply=apply,
-                decay=flag,
-                safe=safe,
-            )
-            for k, xs in enumerate(results):
-                for i, x in zip(group, xs, strict=True):
-                    out[k][i] = x
-    return tuple(out)
+def check_supported(spec: StepSpec, moments: S.Moments) -> None:
+    """Raises ``ValueError`` naming the first option of ``spec``/``moments`` the kernel lacks."""
 
-
-def _packed_kernel_call(scalars, params, grads, mu, nu, offset, *, algorithm, apply, decay, safe):
-    """One custom call over consecutive leaves whose moments start at ``offset`` of the packed
-    ``mu``/``nu``; outputs alias params (apply mode) and the whole of mu and nu."""
-    n = len(grads)
-    flags = _attributes(algorithm, apply, decay, safe, packed=True, offset=offset)
-    shapes = [jax.ShapeDtypeStruct(g.shape, g.dtype) for g in grads]
-    moments = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (mu, nu)]
-    result_shapes = [*shapes, *moments]
-    if apply:  # operands: scalars, p, g, m, v; results: p, m, v
-        operands = (scalars, *params, *grads, mu, nu)
-        aliases = {1 + i: i for i in range(n)} | {1 + 2 * n: n, 2 + 2 * n: n + 1}
-    else:  # operands: scalars, g, m, v[, p]; results: u, m, v
-        operands = (scalars, *grads, mu, nu, *(params if decay else ()))
-        aliases = {1 + n: n, 2 + n: n + 1}
-    call = jax.ffi.ffi_call(_TARGET, result_shapes, input_output_aliases=aliases)
-    results = call(*operands, **flags)
-    return results[:n], results[n], results[n + 1]
-
-
-def _runs(decay: Sequence[bool]) -> list[tuple[int, int]]:
-    """[start, stop) runs of consecutive leaves with one weight-decay flag, ≤ a call's worth."""
-    runs, start = [], 0
-    for i in range(1, len(decay) + 1):
-        if i == len(decay) or decay[i] != decay[start] or i - start == _PACKED_LEAVES_PER_CALL:
-            runs.append((start, i))
-            start = i
-    return runs
-
-
-def _packed_kernel_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
-    """All leaves against packed moments; calls chain through the aliased mu and nu."""
-    out, offset, sizes = [], 0, [g.size for g in grads]
-    for start, stop in _runs(decay):
-        results, mu, nu = _packed_kernel_call(
-            scalars,
-            params[start:stop] if params else [],
-            grads[start:stop],
-            mu,
-            nu,
-            offset,
-            algorithm=algorithm,
-            apply=apply,
-            decay=decay[start],
-            safe=safe,
+    def refuse(option: str, value: Any, allowed: str) -> None:
+        raise ValueError(
+            f"fused=True does not support {option}={value!r} (the kernel runs {allowed}); "
+            "use fused=False for this option."
         )
-        out.extend(results)
-        offset += sum(sizes[start:stop])
-    return out, mu, nu
 
-
-def _packed_reference_step(scalars, params, grads, mu, nu, *, algorithm, apply, decay, safe):
-    """The packed step in jnp: slice each leaf's moments, update, concatenate."""
-    mu_leaves, nu_leaves = _unpack(mu, grads), _unpack(nu, grads)
-    out, new_mu, new_nu = _reference_step(
-        scalars, params, grads, mu_leaves, nu_leaves,
-        algorithm=algorithm, apply=apply, decay=decay, safe=safe,
-    )  # fmt: skip
-    return out, _pack(new_mu, mu.dtype), _pack(new_nu, nu.dtype)
-
-
-def _unpack(flat: jax.Array, like: Sequence[Any]) -> list[jax.Array]:
-    """Leaves shaped like ``like`` from consecutive elements of ``flat``."""
-    out, offset = [], 0
-    for x in like:
-        size = int(np.prod(x.shape))
-        out.append(jax.lax.slice(flat, (offset,), (offset + size,)).reshape(x.shape))
-        offset += size
-    return out
-
-
-def _pack(leaves: Sequence[jax.Array], dtype: Any) -> jax.Array:
-    """Every leaf flattened and concatenated in order (one float32 vector)."""
-    if not leaves:
-        return jnp.zeros([0], dtype)
-    return jnp.concatenate([x.reshape(-1) for x in leaves])
-
-
-@functools.cache
-def _step_function(algorithm: int, apply: bool, decay: tuple[bool, ...], safe: bool, packed: bool):
-    """The kernel step with pure-JAX rules for ``jax.vmap`` and differentiation."""
-    config = dict(algorithm=algorithm, apply=apply, decay=decay, safe=safe)
-    kernel = functools.partial(_packed_kernel_step if packed else _kernel_step, **config)
-    reference = functools.partial(_packed_reference_step if packed else _reference_step, **config)
-
-    batched = jax.custom_batching.custom_vmap(kernel)
-
-    @batched.def_vmap
-    def _vmap_rule(axis_size, in_batched, *args):
-        del axis_size
-        in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-        out = jax.vmap(reference, in_axes=in_axes)(*args)
-        return out, jax.tree.map(lambda _: True, out)
-
-    step = jax.custom_jvp(batched)
-
-    @step.defjvp
-    def _jvp_rule(primals, tangents):
-        return jax.jvp(reference, primals, tangents)
-
-    return step
+    if spec.algorithm not in ("adam", "adamax"):
+        refuse("algorithm", spec.algorithm, "Adam, AdamW and AdaMax")
+    if spec.eps_form != "algorithm1":
+        refuse("eps_form", spec.eps_form, "eps_form='algorithm1'")
+    if spec.b1_decay is not None:
+        refuse("b1_decay", spec.b1_decay, "a constant β1")
+    if spec.nesterov:
+        refuse("nesterov", spec.nesterov, "plain momentum")
+    if callable(spec.weight_decay):
+        refuse("weight_decay", spec.weight_decay, "a constant weight decay")
+    if moments.storage is None:
+        for name in ("mu_dtype", "nu_dtype"):
+            dtype = getattr(moments, name)
+            if dtype is not None and jnp.dtype(dtype) != jnp.float32:
+                refuse(
+                    name, dtype, "float32 moments or state_precision='bfloat16'/'float16'/'8bit'"
+                )
 
 
 # --------------------------------------------------------------------------------------------
-# When the kernel applies.
+# Run time: the environment, and the state the kernel is handed.
 
 
-def _on_one_cpu_device(x: Any) -> bool:
+def _on_one_cpu_device(x: Any) -> str | None:
+    """None, or why ``x`` cannot be handed to the CPU kernel."""
     if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
         devices = x.sharding.device_set
-        return len(devices) == 1 and next(iter(devices)).platform == "cpu"
-    sharding = getattr(jax.typeof(x), "sharding", None)
-    spec = getattr(sharding, "spec", None)
+        if len(devices) > 1:
+            return "arrays sharded over several devices"
+        return None if next(iter(devices)).platform == "cpu" else "a non-CPU backend"
+    spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None)
     if spec is not None and any(axis is not None for axis in spec):
-        return False  # explicitly sharded (jax.sharding.AxisType.Explicit)
-    return jax.default_backend() == "cpu"
+        return "arrays sharded over several devices"  # jax.sharding.AxisType.Explicit
+    return None if jax.default_backend() == "cpu" else "a non-CPU backend"
 
 
 def _is_f32_scalar(value: Any) -> bool:
@@ -307,61 +114,254 @@ def _is_f32_scalar(value: Any) -> bool:
     return isinstance(value, jax.Array) and value.dtype == jnp.float32 and value.ndim == 0
 
 
-def _kernel_applies(leaves: Sequence[Any], hyperparameters: Sequence[Any]) -> bool:
-    return (
-        bool(leaves)
-        and all(isinstance(x, jax.Array) and x.dtype == jnp.float32 for x in leaves)
-        and all(_is_f32_scalar(h) for h in hyperparameters)
-        and all(_on_one_cpu_device(x) for x in leaves)
-        and kernel_available()
-    )
+def environment_reason(
+    arrays: list[Any], hyperparameters: list[Any], others: list[Any] = ()
+) -> str | None:
+    """None if the kernel can run on these float32 ``arrays`` (and ``others``), else why not."""
+    if not K.available():
+        return "the kernel was not built (no C++ compiler or jaxlib headers at install time)"
+    if any(getattr(x, "dtype", None) != jnp.float32 for x in arrays):
+        return "parameters or gradients that are not float32"
+    if not all(_is_f32_scalar(h) for h in hyperparameters):
+        return "hyperparameters that are not float32 scalars"
+    for x in [*arrays, *others]:
+        reason = _on_one_cpu_device(x)
+        if reason:
+            return reason
+    return None
 
 
-def _packable(x: Any) -> bool:
-    """Whether ``init`` may pack this parameter's moments: float32 on one CPU device."""
-    if getattr(x, "dtype", None) != jnp.float32:
-        return False
-    if isinstance(x, jax.ShapeDtypeStruct):
-        sharding = x.sharding
-        if sharding is None:
-            return jax.default_backend() == "cpu"
-        devices = sharding.device_set
-        return len(devices) == 1 and next(iter(devices)).platform == "cpu"
-    if isinstance(x, jax.core.Tracer):  # e.g. jax.eval_shape(tx.init, sharded_params)
-        return jax.device_count() == 1 and jax.default_backend() == "cpu"
-    return _on_one_cpu_device(x)
+def _expected_moment(storage: Any, shape: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
+    """(shape, dtype) the pure path stores a moment in, for a float32 leaf of ``shape``."""
+    if isinstance(storage, StochasticRounding):
+        return shape, jnp.dtype(storage.dtype)
+    if isinstance(storage, Blockwise8bit) and math.prod(shape) >= storage.min_size:
+        return packed_shape(math.prod(shape), storage.block_size), jnp.dtype(jnp.uint8)
+    return shape, jnp.dtype(jnp.float32)
+
+
+def _kind(storage: Any, dtype: Any) -> int:
+    if dtype == jnp.uint8:
+        return K.BLOCKWISE8 if storage.stochastic else K.BLOCKWISE8_NEAREST
+    return {jnp.bfloat16: K.BFLOAT16, jnp.float16: K.FLOAT16}.get(dtype.type, K.FLOAT32)
+
+
+def _check_moment(name: str, path: str, stored: Any, grad: Any, storage: Any) -> None:
+    shape, dtype = _expected_moment(storage, tuple(grad.shape))
+    if tuple(np.shape(stored)) != shape or getattr(stored, "dtype", None) != dtype:
+        raise ValueError(
+            f"optimizer state leaf {name}{path} has shape {tuple(np.shape(stored))} and dtype "
+            f"{getattr(stored, 'dtype', type(stored).__name__)}; state_precision="
+            f"{storage!r} stores a gradient of shape {tuple(grad.shape)} as shape {shape}, "
+            f"dtype {dtype}."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The executor.
+
+
+class KernelExecutor:
+    """Runs a :class:`StepSpec` with ``moments`` through the kernel, or ``pure`` where it cannot.
+
+    ``pure`` is the unfused alias (chain of the scaling, [weight decay,] learning rate) built
+    from the same spec; its state layout is the executor's, except that ``init`` packs float32
+    and 16-bit moments into one vector each (:class:`jadam.PackedAdamState`) on one CPU device.
+    """
+
+    def __init__(self, spec: StepSpec, moments: S.Moments, pure: optax.GradientTransformation):
+        check_supported(spec, moments)
+        self.spec, self.moments, self.pure = spec, moments, pure
+        self.storage = moments.storage
+        self.algorithm = K.ADAM if spec.algorithm == "adam" else K.ADAMAX
+        self.has_decay = spec.weight_decay is not None and not (
+            isinstance(spec.weight_decay, (int, float)) and spec.weight_decay == 0
+        )
+        self.safe = P.needs_safe_divide(spec.eps)
+
+    # -- init -------------------------------------------------------------------------------
+    def init(self, params: Any) -> Any:
+        leaves = jax.tree.leaves(params)
+        if (
+            isinstance(self.storage, Blockwise8bit)
+            or not _packed.packable(leaves)
+            or not K.available()
+        ):
+            return self.pure.init(params)
+        shapes = jax.eval_shape(self.pure.init, params)  # also validates params
+        rest = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes[1:])
+        dtype = self.storage.dtype if isinstance(self.storage, StochasticRounding) else jnp.float32
+        return (_packed.zeros(leaves, dtype), *rest)
+
+    # -- update / apply_gradients -------------------------------------------------------------
+    def update(self, updates: Any, state: Any, params: Any = None, **extra_args: Any) -> Any:
+        del extra_args
+        return self.run(updates, state, params, apply=False)
+
+    def apply_gradients(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
+        return self.run(grads, state, params, apply=True)
+
+    def _hyperparameters(self) -> list[Any]:
+        spec = self.spec
+        values = [spec.b1, spec.b2, spec.eps, spec.eps_root]
+        values += [spec.weight_decay] if self.has_decay else []
+        return values + ([] if callable(spec.learning_rate) else [spec.learning_rate])
+
+    def _decay_flags(self, params: Any, n: int) -> tuple[bool, ...]:
+        if not self.has_decay:
+            return (False,) * n
+        mask = self.spec.mask
+        if mask is None:
+            return (True,) * n
+        flags = jax.tree.leaves(mask(params) if callable(mask) else mask)
+        if len(flags) != n or not all(isinstance(f, (bool, np.bool_)) for f in flags):
+            raise ValueError(
+                "fused=True needs a weight-decay mask with one Python bool per parameter leaf "
+                f"({n}), got {len(flags)} leaves: {flags[:4]}; use fused=False for this mask."
+            )
+        return tuple(bool(f) for f in flags)
+
+    def _moment_lists(self, grads_all, scale_state, treedef, packed):
+        """([m per leaf] or [packed m], same for v), after checking them against the grads."""
+        present = [g for g in grads_all if g is not None]
+        if packed:
+            _packed.check_size(present, scale_state, "gradient")
+            dtype = self.storage.dtype if isinstance(self.storage, StochasticRounding) else None
+            want = jnp.dtype(dtype or jnp.float32)
+            for name in ("mu", "nu"):
+                got = getattr(scale_state, name).dtype
+                if got != want:
+                    raise ValueError(
+                        f"packed optimizer state {name} has dtype {got}, state_precision="
+                        f"{self.moments.state_precision!r} stores {want}."
+                    )
+            return [scale_state.mu], [scale_state.nu]
+        if jax.tree.structure(scale_state.mu, is_leaf=_is_none) != treedef:
+            V.check_tree_matches(treedef.unflatten(grads_all), scale_state.mu)  # raises
+        paths = [
+            jax.tree_util.keystr(p)
+            for p, _ in jax.tree_util.tree_flatten_with_path(scale_state.mu, is_leaf=_is_none)[0]
+        ]
+        lists = []
+        for name in ("mu", "nu"):
+            stored = treedef.flatten_up_to(getattr(scale_state, name))
+            for path, s, g in zip(paths, stored, grads_all, strict=True):
+                if g is not None:
+                    _check_moment(name, path, s, g, self.storage)
+            lists.append([s for s, g in zip(stored, grads_all, strict=True) if g is not None])
+        return lists[0], lists[1]
+
+    def _scalars(self, count: jax.Array, lr_state: Any) -> jax.Array:
+        spec = self.spec
+        schedule = spec.learning_rate if callable(spec.learning_rate) else None
+        return K.scalars(
+            self.algorithm, spec.b1, spec.b2, spec.eps, spec.eps_root,
+            bias_correction=spec.bias_correction, count=count,
+            learning_rate=schedule(lr_state.count) if schedule else spec.learning_rate,
+            weight_decay=spec.weight_decay if self.has_decay else 0.0,
+        )  # fmt: skip
+
+    def run(self, grads: Any, state: Any, params: Any, *, apply: bool) -> tuple[Any, Any]:
+        """(updates or new params, new state): the kernel, or the pure path with a warning."""
+        scale_state, lr_state = state[0], state[-1]
+        packed = isinstance(scale_state, PackedAdamState)
+        grads_all, treedef = jax.tree.flatten(grads, is_leaf=_is_none)
+        index = [i for i, g in enumerate(grads_all) if g is not None]
+        g_leaves = [grads_all[i] for i in index]
+        if packed and any(getattr(g, "dtype", None) != jnp.float32 for g in g_leaves):
+            dtypes = sorted({str(getattr(g, "dtype", type(g).__name__)) for g in g_leaves})
+            raise TypeError(f"packed fused state needs float32 gradients, got {dtypes}.")
+        needs_params = apply or self.has_decay
+        if needs_params and params is None:
+            raise ValueError("this optimizer needs params: call update(grads, state, params).")
+        p_all = treedef.flatten_up_to(params) if needs_params else []
+        p_leaves = [p_all[i] for i in index] if needs_params else []
+        others = [scale_state.mu] if packed else []
+        reason = (
+            environment_reason(g_leaves + p_leaves, self._hyperparameters(), others)
+            if g_leaves
+            else "no leaves"
+        )
+        if reason and not packed:
+            if g_leaves:
+                warn_fallback(reason)
+            return self._pure(grads, state, params, apply)
+        mu, nu = self._moment_lists(grads_all, scale_state, treedef, packed)
+        flags = self._decay_flags(params, len(g_leaves))
+        kinds = [_kind(self.storage, jnp.dtype(m.dtype)) for m in mu]
+        plan = K.StepPlan(
+            algorithm=self.algorithm,
+            apply=apply,
+            safe=self.safe,
+            packed=packed,
+            leaves=tuple(
+                K.LeafPlan(
+                    kind=kinds[0 if packed else k],
+                    block=int(mu[0 if packed else k].shape[-1]) - 4
+                    if kinds[0 if packed else k] >= K.BLOCKWISE8
+                    else 1,
+                    decay=flags[k],
+                    index=i,
+                )
+                for k, i in enumerate(index)
+            ),
+            storage=self.storage,
+        )
+        count = P.increment(scale_state.count)
+        scalars = self._scalars(count, lr_state)
+        if reason:  # a packed state the kernel cannot take: its jnp transcription
+            warn_fallback(reason)
+            out, mu, nu = reference.step(plan, scalars, p_leaves, g_leaves, mu, nu)
+        else:
+            out, mu, nu = K.step_function(plan, warn_fallback)(scalars, p_leaves, g_leaves, mu, nu)
+        return self._assemble(treedef, grads_all, index, out, mu, nu, count, state, packed)
+
+    def _assemble(self, treedef, grads_all, index, out, mu, nu, count, state, packed):
+        def tree(values):
+            full = list(grads_all)  # None where the gradient is None
+            for i, x in zip(index, values, strict=True):
+                full[i] = x
+            return treedef.unflatten(full)
+
+        if packed:
+            scale_state = PackedAdamState(count=count, mu=mu[0], nu=nu[0])
+        else:
+            scale_state = state[0]._replace(count=count, mu=tree(mu), nu=tree(nu))
+        lr_state = state[-1]
+        if callable(self.spec.learning_rate):
+            lr_state = lr_state._replace(count=optax.safe_increment(lr_state.count))
+        return tree(out), (scale_state, *state[1:-1], lr_state)
+
+    def _pure(self, grads: Any, state: Any, params: Any, apply: bool) -> tuple[Any, Any]:
+        updates, state = self.pure.update(grads, state, params)
+        return (optax.apply_updates(params, updates) if apply else updates), state
+
+    # -- layout -----------------------------------------------------------------------------
+    def unpack_state(self, state: Any, params: Any) -> Any:
+        first = state[0]
+        if not isinstance(first, PackedAdamState):
+            return state
+        leaves, treedef = jax.tree.flatten(params)
+        _packed.check_size(leaves, first, "params")
+        mu = treedef.unflatten(_packed.unpack(first.mu, leaves))
+        nu = treedef.unflatten(_packed.unpack(first.nu, leaves))
+        unfused = jax.eval_shape(self.pure.init, params)[0]
+        return (unfused._replace(count=first.count, mu=mu, nu=nu), *state[1:])
 
 
 # --------------------------------------------------------------------------------------------
 # The public transformation.
 
 
-class PackedAdamState(NamedTuple):
-    """State of a fused Adam/AdamW/AdaMax whose moments are packed (what ``init`` returns on CPU).
-
-    Attributes:
-      count: the step count t (int32), as in the unfused state.
-      mu: every leaf's m_t, flattened and concatenated in tree order (float32, one vector).
-      nu: the same for v_t (AdaMax: u_t).
-
-    Two arrays instead of two per leaf: the jitted step then has half as many buffers, which
-    is what XLA's compile time grows with. ``tx.unpack_state`` gives the unfused layout.
-    """
-
-    count: jax.Array
-    mu: jax.Array
-    nu: jax.Array
-
-
 class FusedTransformation(optax.GradientTransformationExtraArgs):
     """An optax transformation with a one-pass, in-place ``apply_gradients``.
 
-    ``init`` and ``update`` behave exactly as the unfused alias (same state, same numbers);
-    ``update`` computes the updates and both moments in one kernel call.
-    ``apply_gradients(params, grads, state) -> (new_params, new_state)`` equals
-    ``update`` followed by ``optax.apply_updates`` and writes θ, m and v in place: inside
-    ``jax.jit`` with params and state donated it moves 28 bytes per parameter and allocates
-    nothing beyond params, grads and state.
+    ``init`` and ``update`` behave as the unfused alias (same numbers; ``init`` may pack the
+    moments, see :class:`jadam.PackedAdamState`); ``update`` computes the updates and both
+    moments in one kernel pass and writes the updates over the gradients' buffers.
+    ``apply_gradients(params, grads, state) -> (new_params, new_state)`` equals ``update``
+    followed by ``optax.apply_updates`` and writes θ, m and v in place: inside ``jax.jit``
+    with params and state donated it moves 28 bytes per float32 parameter (float32 moments).
 
     Example:
       >>> import jax, jax.numpy as jnp, jadam
@@ -373,6 +373,11 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
       Array([-0.1,  0.1,  0. ], dtype=float32)
     """
 
+    @property
+    def executor(self) -> KernelExecutor:
+        """The :class:`KernelExecutor` whose ``init``/``update`` this transformation holds."""
+        return self.update.__self__  # type: ignore[attr-defined]
+
     def apply_gradients(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
         """θ ← θ + update(g), with the moments, in one pass (see the class docstring).
 
@@ -380,7 +385,7 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
         ``jax.jit(tx.apply_gradients, donate_argnums=(0, 2))`` pairs each donated buffer with
         the output that replaces it (JAX matches donations to outputs in order).
         """
-        return self._apply_gradients(params, grads, state)  # type: ignore[attr-defined]
+        return self.executor.apply_gradients(params, grads, state)
 
     def unpack_state(self, state: Any, params: Any) -> Any:
         """``state`` in the unfused alias's layout (one m_t and v_t per leaf of ``params``).
@@ -395,226 +400,15 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
         >>> tx.unpack_state(state, params)[0].mu["w"].shape
         (2, 3)
         """
-        first = state[0]
-        if not isinstance(first, PackedAdamState):
-            return state
-        leaves, treedef = jax.tree.flatten(params)
-        _check_packed_size(leaves, first, "params")
-        mu = treedef.unflatten(_unpack(first.mu, leaves))
-        nu = treedef.unflatten(_unpack(first.nu, leaves))
-        unfused = jax.eval_shape(self._unfused_init, params)[0]  # type: ignore[attr-defined]
-        return (unfused._replace(count=first.count, mu=mu, nu=nu), *state[1:])
+        return self.executor.unpack_state(state, params)
 
 
-def _check_packed_size(leaves: Sequence[Any], state: PackedAdamState, what: str) -> None:
-    total = sum(int(np.prod(np.shape(x))) for x in leaves)
-    if total != state.mu.size:
-        raise ValueError(
-            f"{what} tree does not match the packed optimizer state: {len(leaves)} leaves with "
-            f"{total} values in all, the state holds {state.mu.size} per moment."
-        )
-
-
-def _fused(
-    algorithm: int,
-    pure: optax.GradientTransformationExtraArgs,
-    learning_rate: Any,
-    b1: Any,
-    b2: Any,
-    eps: Any,
-    eps_root: Any,
-    weight_decay: Any,
-    mask: Any,
-    bias_correction: bool,
+def fused_transformation(
+    spec: StepSpec, moments: S.Moments, pure: optax.GradientTransformation
 ) -> FusedTransformation:
-    """Builds the fused twin of ``pure`` (the unfused alias with the same hyperparameters).
-
-    ``pure``'s state is (scale-by state, [decay state,] learning-rate state).
-    """
-    has_decay = weight_decay is not None and not (
-        isinstance(weight_decay, (int, float)) and weight_decay == 0
-    )
-    schedule = learning_rate if callable(learning_rate) else None
-    hyperparameters = [b1, b2, eps, eps_root] + ([weight_decay] if has_decay else [])
-    hyperparameters += [] if schedule else [learning_rate]
-    safe = not (isinstance(eps, (int, float)) and eps > 0)
-    wd = weight_decay if has_decay else 0.0
-
-    def scalars(count, lr_state):
-        f32 = jnp.float32
-        if bias_correction:
-            # XLA turns m / (1 − β^t) into m · (1 / (1 − β^t)); so does the kernel.
-            bc1 = 1 / P.one_minus_power(b1, count).astype(f32)
-            bc2 = 1 / P.one_minus_power(b2, count).astype(f32)
-        else:
-            bc1 = bc2 = jnp.ones([], f32)
-        neg_lr = -1 * (schedule(lr_state.count) if schedule else learning_rate)
-        values = (b1, 1 - b1, b2, 1 - b2, bc1, bc2, eps, eps_root, neg_lr, wd)
-        return jnp.stack([jnp.asarray(x, f32) for x in values])
-
-    def decay_flags(params, n):
-        if not has_decay:
-            return (False,) * n
-        if mask is None:
-            return (True,) * n
-        tree = mask(params) if callable(mask) else mask
-        flags = jax.tree.leaves(tree, is_leaf=lambda x: x is None)
-        if len(flags) != n or not all(isinstance(f, (bool, np.bool_)) for f in flags):
-            return None  # a mask the kernel does not understand: fall back
-        return tuple(bool(f) for f in flags)
-
-    def init_fn(params):
-        leaves = jax.tree.leaves(params)
-        if (
-            not leaves
-            or not all(_packable(x) for x in leaves)
-            or not all(_is_f32_scalar(h) for h in hyperparameters)
-            or decay_flags(params, len(leaves)) is None
-            or not kernel_available()
-        ):
-            return pure.init(params)
-        # The unfused state's other parts (counters, empty states) without its moments.
-        shapes = jax.eval_shape(pure.init, params)
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes[1:])
-        total = sum(int(np.prod(x.shape)) for x in leaves)
-        moments = [jnp.zeros([total], jnp.float32) for _ in range(2)]
-        return (PackedAdamState(jnp.zeros([], jnp.int32), *moments), *zeros)
-
-    def run_packed(grads, state, params, apply):
-        """(outputs, new_state) for a packed state: the kernel, or its jnp transcription."""
-        scale_state, lr_state = state[0], state[-1]
-        g_leaves, treedef = jax.tree.flatten(grads)
-        _check_packed_size(g_leaves, scale_state, "gradient")
-        if any(getattr(g, "dtype", None) != jnp.float32 for g in g_leaves):
-            dtypes = sorted({str(getattr(g, "dtype", type(g).__name__)) for g in g_leaves})
-            raise TypeError(f"packed fused state needs float32 gradients, got {dtypes}.")
-        n = len(g_leaves)
-        needs_params = apply or has_decay
-        if needs_params and params is None:
-            raise ValueError("this optimizer needs params: call update(grads, state, params).")
-        p_leaves = treedef.flatten_up_to(params) if needs_params else []
-        flags = decay_flags(params, n)
-        if flags is None:
-            raise ValueError("a weight-decay mask the packed fused state cannot follow.")
-        count = P.increment(scale_state.count)
-        step = _step_function(algorithm, apply, flags, safe, True)
-        if not _kernel_applies(g_leaves + p_leaves + [scale_state.mu], hyperparameters):
-            step = functools.partial(_packed_reference_step, algorithm=algorithm, apply=apply,
-                                     decay=flags, safe=safe)  # fmt: skip
-        out, mu, nu = step(
-            scalars(count, lr_state), p_leaves, g_leaves, scale_state.mu, scale_state.nu
-        )
-        return treedef.unflatten(out), (
-            PackedAdamState(count=count, mu=mu, nu=nu),
-            *state[1:-1],
-            next_lr_state(lr_state),
-        )
-
-    def next_lr_state(lr_state):
-        if schedule is None:
-            return lr_state
-        return lr_state._replace(count=optax.safe_increment(lr_state.count))
-
-    def run(grads, state, params, apply):
-        """(outputs, new_state), or None where the kernel does not apply."""
-        scale_state, lr_state = state[0], state[-1]
-        if isinstance(scale_state, PackedAdamState):
-            return run_packed(grads, state, params, apply)
-        V.check_tree_matches(grads, scale_state.mu)
-        g_leaves, treedef = jax.tree.flatten(grads)
-        n = len(g_leaves)
-        m_leaves = treedef.flatten_up_to(scale_state.mu)
-        v_leaves = treedef.flatten_up_to(scale_state.nu)
-        needs_params = apply or has_decay
-        if needs_params and params is None:
-            return None
-        p_leaves = treedef.flatten_up_to(params) if needs_params else []
-        flags = decay_flags(params, n)
-        if flags is None or not _kernel_applies(
-            g_leaves + m_leaves + v_leaves + p_leaves, hyperparameters
-        ):
-            return None
-        shapes = [x.shape for x in g_leaves]
-        for xs in (m_leaves, v_leaves, p_leaves or m_leaves):
-            if [x.shape for x in xs] != shapes:
-                return None
-        count = P.increment(scale_state.count)
-        step = _step_function(algorithm, apply, flags, safe, False)
-        out, mu, nu = step(scalars(count, lr_state), p_leaves, g_leaves, m_leaves, v_leaves)
-        new_scale_state = scale_state._replace(
-            count=count,
-            mu=treedef.unflatten(mu),
-            nu=treedef.unflatten(nu),
-        )
-        new_state = (new_scale_state, *state[1:-1], next_lr_state(lr_state))
-        return treedef.unflatten(out), new_state
-
-    def update_fn(updates, state, params=None, **extra_args):
-        result = run(updates, state, params, apply=False)
-        if result is None:
-            return pure.update(updates, state, params, **extra_args)
-        return result
-
-    def apply_fn(params, grads, state):
-        result = run(grads, state, params, apply=True)
-        if result is None:
-            updates, state = pure.update(grads, state, params)
-            return optax.apply_updates(params, updates), state
-        return result
-
-    tx = FusedTransformation(init_fn, update_fn)
-    tx._apply_gradients = apply_fn
-    tx._unfused_init = pure.init
-    return tx
-
-
-def fused_adam(
-    pure: optax.GradientTransformationExtraArgs,
-    learning_rate: Any,
-    b1: Any,
-    b2: Any,
-    eps: Any,
-    eps_root: Any,
-    *,
-    unsupported: bool = False,
-    bias_correction: bool = True,
-    nesterov: bool = False,
-    weight_decay: Any = None,
-    mask: Any = None,
-) -> FusedTransformation:
-    """The fused twin of ``pure`` = ``jadam.adam``/``jadam.adamw`` with these arguments."""
-    if unsupported or nesterov or callable(weight_decay):
-        return _unfused(pure)  # not covered by the kernel
-    return _fused(
-        _ADAM, pure, learning_rate, b1, b2, eps, eps_root, weight_decay, mask, bias_correction
-    )
-
-
-def fused_adamax(
-    pure: optax.GradientTransformationExtraArgs,
-    learning_rate: Any,
-    b1: Any,
-    b2: Any,
-    eps: Any,
-    *,
-    unsupported: bool = False,
-) -> FusedTransformation:
-    """The fused twin of ``pure`` = ``jadam.adamax`` with these arguments."""
-    if unsupported:
-        return _unfused(pure)  # e.g. moments stored in another precision
-    return _fused(_ADAMAX, pure, learning_rate, b1, b2, eps, 0.0, None, None, True)
-
-
-def _unfused(pure: optax.GradientTransformationExtraArgs) -> FusedTransformation:
-    """A FusedTransformation that always runs ``pure`` (same interface, no kernel)."""
-
-    def apply_fn(params, grads, state):
-        updates, state = pure.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    tx = FusedTransformation(pure.init, pure.update)
-    tx._apply_gradients = apply_fn
-    return tx
+    """The fused twin of ``pure`` (the unfused alias built from ``spec`` and ``moments``)."""
+    executor = KernelExecutor(spec, moments, pure)
+    return FusedTransformation(executor.init, executor.update)
 
 
 def fused_train_step(

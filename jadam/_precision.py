@@ -30,6 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jadam import _primitives as P
 
@@ -62,6 +63,16 @@ def dither_bits(shape: tuple[int, ...], seed: int, stream: int, count: jax.Array
     return key + index * _INDEX_STEP + jnp.asarray(count).astype(jnp.uint32) * _TIME_STEP
 
 
+def unit_uniform(bits: jax.Array) -> jax.Array:
+    """The top 24 bits of ``bits`` as a float32 in [0, 1).
+
+    Through int32 (exact: the value is below 2²⁴): x86 has no vector conversion from unsigned
+    integers, and XLA's emulation of one cost a noticeable part of the 8-bit step.
+    """
+    top = lax.convert_element_type(lax.shift_right_logical(bits, np.uint32(8)), jnp.int32)
+    return lax.convert_element_type(top, jnp.float32) * np.float32(2.0**-24)
+
+
 def saturate(x: jax.Array, dtype: Any) -> jax.Array:
     """Clips ``x`` to the finite range of ``dtype`` (NaN stays NaN)."""
     largest = float(jnp.finfo(dtype).max)
@@ -82,11 +93,15 @@ def round_stochastic(x: jax.Array, dtype: Any, bits: jax.Array) -> jax.Array:
     """
     x = jnp.asarray(x, jnp.float32)
     if jnp.dtype(dtype) == jnp.bfloat16:
-        # bfloat16 is the top half of float32: add 16 random bits below it, then truncate.
+        # bfloat16 is the top half of float32: add 16 random bits below it, then truncate. In
+        # integers only: XLA's float32 → bfloat16 conversion rounds in software and took most
+        # of the step's time on CPU. NaN becomes the quiet NaN 0x7FC0 with x's sign (what that
+        # conversion gives).
         raw = jax.lax.bitcast_convert_type(x, jnp.uint32)
-        rounded = (raw + (bits >> 16)) & np.uint32(0xFFFF0000)
-        result = jax.lax.bitcast_convert_type(rounded, jnp.float32).astype(jnp.bfloat16)
-        return jnp.where(jnp.isnan(x), x.astype(jnp.bfloat16), result)
+        rounded = lax.shift_right_logical(raw + (bits >> 16), np.uint32(16))
+        nan = (lax.shift_right_logical(raw, np.uint32(16)) & np.uint32(0x8000)) | np.uint32(0x7FC0)
+        top = lax.convert_element_type(lax.select(lax.ne(x, x), nan, rounded), jnp.uint16)
+        return jax.lax.bitcast_convert_type(top, jnp.bfloat16)
     if jnp.dtype(dtype) == jnp.float16:
         x = saturate(x, jnp.float16)
         nearest = x.astype(jnp.float16)
@@ -94,7 +109,7 @@ def round_stochastic(x: jax.Array, dtype: Any, bits: jax.Array) -> jax.Array:
         other = jnp.nextafter(nearest, jnp.where(error > 0, np.inf, -np.inf).astype(jnp.float16))
         gap = jnp.abs(other.astype(jnp.float32) - nearest.astype(jnp.float32))
         probability = jnp.abs(error) / jnp.where(gap > 0, gap, 1)
-        uniform = (bits >> 8).astype(jnp.float32) * (2.0**-24)
+        uniform = unit_uniform(bits)
         return jnp.where(uniform < probability, other, nearest)
     raise ValueError(f"stochastic rounding supports bfloat16 and float16, got {dtype!r}.")
 

@@ -260,8 +260,7 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
     >>> normalize(jnp.array([2.0, 0.0]), jnp.array([2.0, 0.0]), 0.0, jnp.zeros(2))
     Array([1., 0.], dtype=float32)
     """
-    # ε below float32's smallest normal number rounds (or flushes) to 0: divide safely then.
-    eps_is_positive = isinstance(eps, (int, float)) and eps >= jnp.finfo(jnp.float32).tiny
+    eps_is_positive = not needs_safe_divide(eps)
 
     def leaf(m, s, out):
         s = _cast(s, _compute_dtype(s.dtype))
@@ -275,6 +274,18 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
         return _cast(direction, out.dtype)
 
     return _tree_map(leaf, mu_hat, scale, like)
+
+
+def needs_safe_divide(eps: Any) -> bool:
+    """Whether m̂/(s + ε) must guard against 0/0: unless ε is a number ≥ float32's tiny.
+
+    ε below float32's smallest normal number rounds (or flushes) to 0, and a traced ε may be
+    0. The pure path and the fused kernel both decide with this function.
+
+    >>> needs_safe_divide(1e-8), needs_safe_divide(0.0)
+    (False, True)
+    """
+    return not (isinstance(eps, (int, float)) and eps >= jnp.finfo(jnp.float32).tiny)
 
 
 def sqrt(tree: Any, eps_root: Any = 0.0) -> Any:

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jadam._precision import dither_bits, map_with_stream
+from jadam._precision import dither_bits, map_with_stream, unit_uniform
 
 EXPONENT_BITS = 4
 
@@ -94,7 +94,7 @@ def _encode_magnitude(y: jax.Array, signed: bool, bits: jax.Array | None) -> jax
         uniform = jnp.float32(0.5)
     else:
         noise = bits & np.uint32((1 << dropped) - 1)
-        uniform = (bits >> 8).astype(jnp.float32) * (2.0**-24)
+        uniform = unit_uniform(bits)
     # Normal range: round the float32 mantissa to M bits by adding noise below them.
     raw = jax.lax.bitcast_convert_type(y, jnp.uint32) + noise
     exponent = (raw >> 23).astype(jnp.int32) - 127 + 2**EXPONENT_BITS

@@ -132,25 +132,34 @@ def floor_denominator(
 
 
 class Moments:
-    """The stored moments of one transform: m_t first (signed), then v_t-like ones (unsigned).
+    """The stored moments of one transform: first-moment-like ones (signed, ``mu_dtype``) first,
+    then v_t-like ones (unsigned, ``nu_dtype``).
 
     Binds the ``state_precision``/``mu_dtype``/``nu_dtype`` switches once, so that Adam, AdaMax
     and AMSGrad share one way to create, read (with the gradient-tree check) and write them.
+    ``signed`` is how many of the ``count`` moments are signed (AdEMAMix's two EMAs: 2).
     """
 
-    def __init__(self, state_precision: Any, mu_dtype: Any, nu_dtype: Any, count: int) -> None:
+    def __init__(
+        self, state_precision: Any, mu_dtype: Any, nu_dtype: Any, count: int, signed: int = 1
+    ) -> None:
         self.storage, self.mu_dtype, self.nu_dtype = resolve(state_precision, mu_dtype, nu_dtype)
         self.state_precision = state_precision
         self.count = count
+        self.signed = signed
 
     def init(self, params: Any) -> tuple[Any, ...]:
         """Zero moments for ``params``."""
         if self.storage is not None:
             check_real(params, self.state_precision)
-            return tuple(self.storage.init(params, signed=i == 0) for i in range(self.count))
-        first = P.zeros_like(params, self.mu_dtype)
-        rest = (P.zeros_like(params, self.nu_dtype, real=True) for _ in range(1, self.count))
-        return (first, *rest)
+            return tuple(
+                self.storage.init(params, signed=i < self.signed) for i in range(self.count)
+            )
+        first = tuple(P.zeros_like(params, self.mu_dtype) for _ in range(self.signed))
+        rest = tuple(
+            P.zeros_like(params, self.nu_dtype, real=True) for _ in range(self.signed, self.count)
+        )
+        return first + rest
 
     def read(self, updates: Any, stored: tuple[Any, ...]) -> tuple[Any, ...]:
         """The stored moments as values to compute with, after checking the gradient tree."""
@@ -158,13 +167,15 @@ class Moments:
             V.check_tree_matches(updates, stored[0])
             return tuple(stored)
         check_tree_matches(updates, stored[0])
-        return tuple(self.storage.decode(s, updates, signed=i == 0) for i, s in enumerate(stored))
+        return tuple(
+            self.storage.decode(s, updates, signed=i < self.signed) for i, s in enumerate(stored)
+        )
 
     def write(self, values: tuple[Any, ...], count: jax.Array) -> tuple[Any, ...]:
         """The updated moments in their stored form."""
         if self.storage is None:
             return tuple(values)
         return tuple(
-            self.storage.encode(x, signed=i == 0, count=count, stream=i)
+            self.storage.encode(x, signed=i < self.signed, count=count, stream=i)
             for i, x in enumerate(values)
         )

@@ -23,11 +23,21 @@ TRANSFORMS = {
     "adam_bf16_mu": lambda: jadam.adam(1e-2, mu_dtype=jnp.bfloat16),
     "adamax": lambda: jadam.adamax(1e-2),
     "amsgrad": lambda: jadam.amsgrad(1e-2),
-    "rmsprop_none_leaves": lambda: jadam.rmsprop(1e-2),  # mu is None when not centered
+    "rmsprop": lambda: jadam.rmsprop(1e-2),
     "skip_nonfinite_chain": lambda: jadam.skip_nonfinite(
         optax.chain(optax.clip_by_global_norm(1.0), jadam.adamw(1e-2, weight_decay=0.1))
     ),
     "inject_hyperparams": lambda: optax.inject_hyperparams(jadam.adam)(learning_rate=1e-2),
+    "radam": lambda: jadam.radam(1e-2, threshold=4.0),
+    "adabelief_bfloat16_state": lambda: jadam.adabelief(1e-2, state_precision="bfloat16"),
+    "yogi_8bit_state": lambda: jadam.yogi(
+        1e-2, state_precision=jadam.Blockwise8bit(block_size=4, min_size=8)
+    ),
+    "lamb": lambda: jadam.lamb(1e-2, weight_decay=0.1),
+    "adopt_bf16_state": lambda: jadam.adopt(1e-2, state_precision="bfloat16"),
+    "ademamix": lambda: jadam.ademamix(1e-2),
+    "schedule_free_adamw": lambda: jadam.schedule_free_adamw(1e-2),
+    "adafactor": lambda: jadam.adafactor(1e-2, min_dim_size_to_factor=2),
 }
 PARAM_DTYPES = {"float32": jnp.float32, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
 CASES = [(name, "float32") for name in TRANSFORMS]

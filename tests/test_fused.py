@@ -22,12 +22,21 @@ import optax
 import pytest
 
 import jadam
-from jadam import _fused
+from jadam import _fused, _kernel
 
 pytestmark = pytest.mark.skipif(
     not jadam.fused_kernel_available(),
     reason="jadam's fused kernel is not built (no C++ compiler at install time)",
 )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fallback_warnings():
+    """Each test sees the first fallback warning of each reason (they warn once per process)."""
+    _fused._WARNED.clear()
+    yield
+    _fused._WARNED.clear()
+
 
 OPTIMIZERS = {
     "adam": lambda fused: jadam.adam(1e-2, fused=fused),
@@ -140,7 +149,7 @@ def test_tree_state_is_bitwise_and_step_within_ulps(name):
 
 
 def test_many_leaves_with_mask_span_several_kernel_calls():
-    n = 3 * _fused._LEAVES_PER_CALL + 5
+    n = 3 * _kernel.LEAVES_PER_CALL + 5
     params = {f"w{i:03d}": jnp.full((7,), 0.1 * i, jnp.float32) for i in range(n)}
     mask = {k: i % 3 != 0 for i, k in enumerate(sorted(params))}
     fused = jadam.adamw(1e-2, weight_decay=0.5, mask=mask, fused=True)
@@ -167,7 +176,7 @@ def test_in_place_on_donated_buffers():
     assert "jadam_fused_adam" in hlo
     assert " copy(" not in hlo  # outputs written into the donated inputs
     new_params, new_state = step(params, grads, state)
-    assert isinstance(state[0], _fused.PackedAdamState)
+    assert isinstance(state[0], jadam.PackedAdamState)
     assert params[0].is_deleted() and state[0].mu.is_deleted() and state[0].nu.is_deleted()
     assert int(new_state[0].count) == 1 and float(new_params[0][0]) < 1.0
 
@@ -197,25 +206,20 @@ def test_chain_with_optax_and_no_retrace():
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "option"),
     [
-        lambda fused: jadam.adam(1e-2, mu_dtype=jnp.bfloat16, fused=fused),
-        lambda fused: jadam.adam(1e-2, nesterov=True, fused=fused),
-        lambda fused: jadam.adamw(1e-2, weight_decay=lambda count: 0.1, fused=fused),
+        (lambda: jadam.adam(1e-2, mu_dtype=jnp.bfloat16, fused=True), "mu_dtype"),
+        (lambda: jadam.adam(1e-2, nu_dtype=jnp.float16, fused=True), "nu_dtype"),
+        (lambda: jadam.adam(1e-2, nesterov=True, fused=True), "nesterov"),
+        (lambda: jadam.adam(1e-2, eps_form="eps_hat", fused=True), "eps_form"),
+        (lambda: jadam.adam(1e-2, b1_decay=0.9, fused=True), "b1_decay"),
+        (lambda: jadam.adamw(1e-2, weight_decay=lambda count: 0.1, fused=True), "weight_decay"),
     ],
-    ids=["mu_dtype", "nesterov", "weight_decay_schedule"],
+    ids=["mu_dtype", "nu_dtype", "nesterov", "eps_form", "b1_decay", "weight_decay_schedule"],
 )
-def test_options_outside_the_kernel_fall_back_to_pure(make):
-    params = jnp.linspace(-1, 1, 8)
-    grads = jnp.linspace(2, -2, 8)
-    fused, pure = make(True), make(False)
-    state = pure.init(params)
-    _assert_bitwise(
-        jax.jit(fused.update)(grads, state, params), jax.jit(pure.update)(grads, state, params)
-    )
-    _assert_bitwise(
-        fused.apply_gradients(params, grads, state), _pure_step(pure)(params, grads, state)
-    )
+def test_options_outside_the_kernel_are_refused_at_construction(make, option):
+    with pytest.raises(ValueError, match=rf"fused=True does not support {option}="):
+        make()
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -224,7 +228,8 @@ def test_other_dtypes_fall_back_to_pure(dtype):
     grads = jnp.linspace(2, -2, 8, dtype=dtype)
     fused, pure = jadam.adam(1e-2, fused=True), jadam.adam(1e-2)
     state = pure.init(params)
-    hlo = jax.jit(fused.apply_gradients).lower(params, grads, state).as_text()
+    with pytest.warns(jadam.FusedFallbackWarning, match="not float32"):
+        hlo = jax.jit(fused.apply_gradients).lower(params, grads, state).as_text()
     assert "jadam_fused_adam" not in hlo
     _assert_bitwise(
         jax.jit(fused.apply_gradients)(params, grads, state), _pure_step(pure)(params, grads, state)
@@ -236,7 +241,8 @@ def test_vmap_and_grad_use_the_pure_rules():
     params = jnp.stack([jnp.linspace(-1, 1, 6), jnp.linspace(1, 2, 6)])
     grads = jnp.stack([jnp.linspace(2, -2, 6), jnp.linspace(-1, 0.5, 6)])
     state = jax.vmap(pure.init)(params)
-    out_f = jax.vmap(fused.apply_gradients)(params, grads, state)
+    with pytest.warns(jadam.FusedFallbackWarning, match="vmap"):
+        out_f = jax.vmap(fused.apply_gradients)(params, grads, state)
     out_p = jax.vmap(_pure_step(pure))(params, grads, state)
     chex.assert_trees_all_close(out_f, out_p, rtol=1e-6)
 
@@ -247,7 +253,8 @@ def test_vmap_and_grad_use_the_pure_rules():
         new, _ = step(params[0], grads, state1)
         return jnp.sum(new**2)
 
-    d_f = jax.grad(loss, argnums=1)(fused.apply_gradients, grads[0])
+    with pytest.warns(jadam.FusedFallbackWarning, match="differentiation"):
+        d_f = jax.grad(loss, argnums=1)(fused.apply_gradients, grads[0])
     d_p = jax.grad(loss, argnums=1)(_pure_step(pure), grads[0])
     chex.assert_trees_all_close(d_f, d_p, rtol=1e-5)
     assert np.max(np.abs(d_p)) > 1e-4  # a meaningful derivative, not rounding noise
@@ -319,7 +326,7 @@ def test_packed_state_equals_the_unfused_state_bit_for_bit(name):
     fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
     shapes, treedef, params = _transformer_params(2)
     packed, state = fused.init(params), pure.init(params)
-    assert isinstance(packed[0], _fused.PackedAdamState)
+    assert isinstance(packed[0], jadam.PackedAdamState)
     assert packed[0].mu.shape == (sum(int(np.prod(s)) for s in shapes),)
     chex.assert_trees_all_equal_structs(fused.unpack_state(packed, params), state)
     apply_fused, update_fused = jax.jit(fused.apply_gradients), jax.jit(fused.update)
@@ -342,8 +349,9 @@ def test_packed_state_jnp_transcription_equals_the_kernel(monkeypatch):
     grads = {"a": jnp.linspace(2, -3, 40), "b": jnp.full((3, 4), 0.25)}
     state = fused.init(params)
     kernel = jax.jit(fused.apply_gradients)(params, grads, state)
-    monkeypatch.setattr(_fused, "_kernel_applies", lambda *args: False)
-    hlo = jax.jit(fused.apply_gradients).lower(params, grads, state).as_text()
+    monkeypatch.setattr(_fused, "environment_reason", lambda *args: "a test's say-so")
+    with pytest.warns(jadam.FusedFallbackWarning, match="a test's say-so"):
+        hlo = jax.jit(fused.apply_gradients).lower(params, grads, state).as_text()
     assert "jadam_fused_adam" not in hlo
     reference = jax.jit(fused.apply_gradients)(params, grads, state)
     chex.assert_trees_all_close(kernel, reference, rtol=1e-6, atol=1e-7)
@@ -355,7 +363,8 @@ def test_packed_state_under_vmap_matches_the_unfused_step():
     grads = {"w": jnp.stack([jnp.linspace(2, -2, 6), jnp.linspace(-1, 0.5, 6)]),
              "b": jnp.array([[0.5, -0.5], [1.0, 2.0]])}  # fmt: skip
     packed, state = fused.init(params), pure.init(params)
-    u_f = jax.vmap(lambda g: fused.update(g, packed, params)[0])(grads)
+    with pytest.warns(jadam.FusedFallbackWarning, match="vmap"):
+        u_f = jax.vmap(lambda g: fused.update(g, packed, params)[0])(grads)
     u_p = jax.vmap(lambda g: pure.update(g, state, params)[0])(grads)
     chex.assert_trees_all_close(u_f, u_p, rtol=1e-6)
 
@@ -376,3 +385,223 @@ def test_packed_jit_has_two_moment_buffers_whatever_the_leaf_count():
     assert len(jax.tree.leaves(state)) == 3  # the step count, m and v
     hlo = jax.jit(fused.apply_gradients, donate_argnums=(0, 2)).lower(params, params, state)
     assert hlo.compile().as_text().count("jadam_fused_adam") >= 2  # 100 leaves: several calls
+
+
+# --------------------------------------------------------------------------------------------
+# Every state precision through the kernel, against the pure path (issue 12).
+
+PRECISIONS = {
+    "float32": None,
+    "bfloat16": "bfloat16",
+    "float16": jadam.StochasticRounding(jnp.float16, seed=3),
+    "8bit": jadam.Blockwise8bit(block_size=64, min_size=100),  # (7,) and (3, 5) stay float32
+    "8bit_nearest": jadam.Blockwise8bit(block_size=100, min_size=0, stochastic=False),
+}
+ALGORITHMS = {
+    "adam": lambda fused, sp: jadam.adam(1e-2, fused=fused, state_precision=sp),
+    "adamw_masked": lambda fused, sp: jadam.adamw(
+        optax.linear_schedule(1e-2, 1e-3, 4),
+        weight_decay=0.1,
+        fused=fused,
+        state_precision=sp,
+        mask=lambda p: [x.ndim > 1 for x in p],
+    ),
+    "adamax": lambda fused, sp: jadam.adamax(1e-2, fused=fused, state_precision=sp),
+    "adam_eps0": lambda fused, sp: jadam.adam(1e-2, eps=0.0, fused=fused, state_precision=sp),
+}
+SHAPES = [(40, 16), (7,), (300,), (3, 5)]
+
+
+def _donated_pure_step(tx):
+    def step(params, grads, state):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 2))
+
+
+def _copy(tree):
+    return jax.tree.map(jnp.array, tree)
+
+
+@pytest.mark.parametrize("precision", sorted(PRECISIONS))
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_every_precision_matches_the_pure_path_bit_for_bit(algorithm, precision):
+    """State bit for bit, params to float32 rounding, through both call paths, donated."""
+    make, sp = ALGORITHMS[algorithm], PRECISIONS[precision]
+    fused, pure = make(True, sp), make(False, sp)
+    rng = np.random.default_rng(4)
+    params = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in SHAPES]
+    state_f, state_p = fused.init(params), pure.init(params)
+    chex.assert_trees_all_equal_structs(fused.unpack_state(state_f, params), state_p)
+    one_pass = jax.jit(fused.apply_gradients, donate_argnums=(0, 2))
+    standard, reference = _donated_pure_step(fused), _donated_pure_step(pure)
+    params_f, params_s, params_p, state_s = _copy(params), _copy(params), params, _copy(state_f)
+    hlo = standard.lower(params, _gradients(SHAPES, 1)[0], state_s).compile().as_text()
+    assert "jadam_fused_adam" in hlo
+    for grads in _gradients(SHAPES, steps=4, seed=5):
+        params_f, state_f = one_pass(params_f, grads, state_f)
+        params_s, state_s = standard(params_s, grads, state_s)
+        params_p, state_p = reference(params_p, grads, state_p)
+        for state in (state_f, state_s):
+            _assert_bitwise(fused.unpack_state(state, params_p), state_p)
+        for got in (params_f, params_s):
+            chex.assert_trees_all_close(got, params_p, rtol=1e-6, atol=3e-7)
+
+
+def test_dither_keys_are_the_pure_path_s():
+    from jadam import _precision
+
+    for seed, stream in [(0, 0), (3, 1), (7, 3 * 41 + 2)]:
+        bits = _precision.dither_bits((1,), seed, stream, jnp.uint32(0))
+        assert _kernel.dither_key(seed, stream) == int(bits[0])
+
+
+def test_8bit_update_writes_over_the_gradients_without_copies():
+    tx = jadam.adam(1e-3, fused=True, state_precision=jadam.Blockwise8bit(min_size=0))
+    params = {"w": jnp.ones((64, 64)), "b": jnp.ones(64)}
+    state = tx.init(params)
+
+    def step(params, state):
+        grads = jax.tree.map(lambda p: jnp.sin(p), params)  # an intermediate: aliasable
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    hlo = jax.jit(step, donate_argnums=(0, 1)).lower(params, state).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY") :]
+    entry = entry[: entry.index("\n}")]
+    assert "jadam_fused_adam" in entry
+    assert " copy(" not in entry  # no pass of its own copies a buffer (fusions may root in one)
+
+
+def test_inside_chain_multisteps_inject_hyperparams_and_skip_nonfinite():
+    sp = "bfloat16"
+    wrappers = {
+        "chain": lambda make: optax.chain(optax.clip_by_global_norm(1.0), make()),
+        "multisteps": lambda make: optax.MultiSteps(make(), every_k_schedule=2),
+        "inject": lambda make: make(inject=True),
+        "skip_nonfinite": lambda make: jadam.skip_nonfinite(make()),
+    }
+    params = [jnp.linspace(-1, 1, 12).reshape(3, 4), jnp.ones(5)]
+    for name, wrap in wrappers.items():
+
+        def make(fused, inject=False):
+            if inject:
+                return optax.inject_hyperparams(jadam.adam, static_args=("fused",))(
+                    learning_rate=1e-2, fused=fused, state_precision=sp
+                )
+            return jadam.adam(1e-2, fused=fused, state_precision=sp)
+
+        fused, pure = wrap(lambda **k: make(True, **k)), wrap(lambda **k: make(False, **k))
+        step_f, step_p = _donated_pure_step(fused), _donated_pure_step(pure)
+        params_f, params_p = _copy(params), _copy(params)
+        state_f, state_p = fused.init(params), pure.init(params)
+        for t, grads in enumerate(_gradients([(3, 4), (5,)], steps=4, seed=6)):
+            if name == "skip_nonfinite" and t == 2:
+                grads = [grads[0], grads[1].at[0].set(jnp.nan)]
+            params_f, state_f = step_f(params_f, grads, state_f)
+            params_p, state_p = step_p(params_p, grads, state_p)
+        chex.assert_trees_all_close(params_f, params_p, rtol=1e-6, atol=3e-7, custom_message=name)
+
+
+def test_skip_nonfinite_keeps_the_fused_state_on_a_nan_step():
+    tx = jadam.skip_nonfinite(jadam.adam(1e-2, fused=True, state_precision="8bit"))
+    params = jnp.ones(5000)
+    state = tx.init(params)
+    step = _donated_pure_step(tx)
+    params, state = step(params, jnp.full(5000, 0.5), state)
+    before = _copy(state)
+    params, state = step(params, jnp.full(5000, jnp.nan), state)
+    _assert_bitwise(state.inner_state, before.inner_state)
+    assert jadam.skip_counts(state) == (1, 1)
+
+
+def test_flax_nnx_optimizer_and_linen_train_state():
+    from flax import nnx
+    from flax.training import train_state
+
+    sp = jadam.Blockwise8bit(block_size=32, min_size=64)
+    model_f, model_p = nnx.Linear(16, 8, rngs=nnx.Rngs(0)), nnx.Linear(16, 8, rngs=nnx.Rngs(0))
+    opt_f = nnx.Optimizer(model_f, jadam.adamw(1e-2, fused=True, state_precision=sp), wrt=nnx.Param)
+    opt_p = nnx.Optimizer(model_p, jadam.adamw(1e-2, state_precision=sp), wrt=nnx.Param)
+    x = jnp.linspace(-1, 1, 32).reshape(2, 16)
+
+    @nnx.jit
+    def nnx_step(model, optimizer):
+        grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+        optimizer.update(model, grads)
+
+    for _ in range(3):
+        nnx_step(model_f, opt_f)
+        nnx_step(model_p, opt_p)
+    chex.assert_trees_all_close(
+        nnx.state(model_f, nnx.Param), nnx.state(model_p, nnx.Param), rtol=1e-6, atol=3e-7
+    )
+
+    params = {"w": jnp.ones((16, 8)), "b": jnp.zeros(8)}
+    states = [
+        train_state.TrainState.create(
+            apply_fn=None, params=_copy(params), tx=jadam.adam(1e-2, fused=f)
+        )
+        for f in (True, False)
+    ]
+    grads = {"w": jnp.full((16, 8), 0.5), "b": jnp.linspace(-1, 1, 8)}
+    apply = jax.jit(lambda s: s.apply_gradients(grads=grads), donate_argnums=0)
+    states = [apply(apply(s)) for s in states]
+    chex.assert_trees_all_close(states[0].params, states[1].params, rtol=1e-6, atol=3e-7)
+
+
+def test_orbax_round_trip_mid_training_equals_the_uninterrupted_run(tmp_path):
+    import orbax.checkpoint as ocp
+
+    tx = jadam.adam(
+        1e-2, fused=True, state_precision=jadam.Blockwise8bit(block_size=64, min_size=100)
+    )
+    params = [jnp.linspace(-1, 1, 640).reshape(10, 64), jnp.ones(7)]
+    state = tx.init(params)
+    step = jax.jit(tx.apply_gradients)
+    all_grads = _gradients([(10, 64), (7,)], steps=4, seed=8)
+    for grads in all_grads[:2]:
+        params, state = step(params, grads, state)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(tmp_path / "ckpt", {"params": params, "state": state})
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(
+            tmp_path / "ckpt", jax.eval_shape(lambda: {"params": params, "state": state})
+        )
+    resumed_params, resumed_state = restored["params"], restored["state"]
+    for grads in all_grads[2:]:
+        params, state = step(params, grads, state)
+        resumed_params, resumed_state = step(resumed_params, grads, resumed_state)
+    _assert_bitwise((resumed_params, resumed_state), (params, state))
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "match"),
+    [
+        (lambda mu: [mu[0][:, :-1], mu[1]], r"mu\[0\] has shape \(10, 67\)"),
+        (lambda mu: [mu[0].astype(jnp.int8), mu[1]], r"mu\[0\] has shape .* dtype int8"),
+        (lambda mu: [mu[0], mu[1].astype(jnp.bfloat16)], r"mu\[1\] .* dtype bfloat16"),
+    ],
+    ids=["codes_shape", "codes_dtype", "float32_leaf_dtype"],
+)
+def test_corrupt_8bit_state_is_refused_naming_the_leaf(corrupt, match):
+    tx = jadam.adam(
+        1e-2, fused=True, state_precision=jadam.Blockwise8bit(block_size=64, min_size=100)
+    )
+    params = [jnp.ones((10, 64)), jnp.ones(7)]
+    state = tx.init(params)
+    bad = (state[0]._replace(mu=corrupt(state[0].mu)), *state[1:])
+    with pytest.raises(ValueError, match=match):
+        tx.apply_gradients(params, params, bad)
+
+
+def test_environment_fallback_warns_once_per_reason(monkeypatch):
+    monkeypatch.setattr(_kernel, "available", lambda: False)
+    tx = jadam.adam(1e-2, fused=True)
+    params = jnp.ones(3)
+    state = tx.init(params)  # not packed: the kernel is "missing"
+    assert not isinstance(state[0], jadam.PackedAdamState)
+    with pytest.warns(jadam.FusedFallbackWarning, match="not built"):
+        tx.update(params, state, params)
+    tx.update(params, state, params)  # the same reason again: no second warning

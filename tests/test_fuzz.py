@@ -48,9 +48,13 @@ CONSTRUCTORS = {
     "amsgrad": (
         jadam.amsgrad,
         {"learning_rate": "lr", "b2": "num", "eps": "num", "mu_dtype": "dtype"},
-        {},
+        {"bias_correction_mu": "flag", "bias_correction_nu": "flag"},
     ),
-    "sgd": (jadam.sgd, {"learning_rate": "lr", "momentum": "opt"}, {"nesterov": "flag"}),
+    "sgd": (
+        jadam.sgd,
+        {"learning_rate": "lr", "momentum": "opt", "accumulator_dtype": "dtype"},
+        {"nesterov": "flag"},
+    ),
     "adagrad": (
         jadam.adagrad,
         {"learning_rate": "lr", "initial_accumulator_value": "num", "eps": "num"},
@@ -61,7 +65,11 @@ CONSTRUCTORS = {
         {"learning_rate": "lr", "decay": "num", "eps": "num", "initial_scale": "num"},
         {"centered": "flag", "momentum": "opt", "bias_correction": "flag"},
     ),
-    "adadelta": (jadam.adadelta, {"learning_rate": "opt", "rho": "num", "eps": "num"}, {}),
+    "adadelta": (
+        jadam.adadelta,
+        {"learning_rate": "opt", "rho": "num", "eps": "num", "weight_decay": "num"},
+        {},
+    ),
     "inverse_sqrt_schedule": (jadam.inverse_sqrt_schedule, {"init_value": "num"}, {}),
 }
 # Every positional-or-keyword argument needs a value for the aliases that require one.

@@ -49,7 +49,7 @@ REFUSED_EVERYWHERE = [None, math.nan, math.inf, -math.inf, -1, -2.5, 1e300, {}, 
 OTHER_VALUES = ["abc", "", "adam", "data", "log", 0, 1, 0.5, 3, 2**40, True, False, [], [1], (64,)]
 # Keys a config may leave out (per-run settings, optional plot and model fields).
 OPTIONAL = {"steps_per_call", "setting", "schedule", "hparams", "ymax", "zoom_epochs"}
-OPTIONAL |= {"state_precision", "legend_state_bytes"}
+OPTIONAL |= {"state_precision", "legend_state_bytes", "search"}
 HPARAMS = {"b1", "b2", "eps", "initial_accumulator_value", "decay", "momentum", "rho"}
 HPARAMS |= {"bias_correction", "nesterov"}
 

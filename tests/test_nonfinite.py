@@ -16,6 +16,14 @@ INNER = {
     "adamax": lambda: jadam.adamax(0.1),
     "amsgrad": lambda: jadam.amsgrad(0.1),
     "adamw_chain": lambda: optax.chain(optax.clip_by_global_norm(1.0), jadam.adamw(0.1)),
+    "radam": lambda: jadam.radam(0.1, threshold=4.0),
+    "adabelief": lambda: jadam.adabelief(0.1),
+    "yogi": lambda: jadam.yogi(0.1),
+    "lamb": lambda: jadam.lamb(0.1, weight_decay=0.1),
+    "adopt": lambda: jadam.adopt(0.1),
+    "ademamix": lambda: jadam.ademamix(0.1),
+    "schedule_free_adamw": lambda: jadam.schedule_free_adamw(0.1),
+    "adafactor": lambda: jadam.adafactor(0.1, min_dim_size_to_factor=2),
 }
 
 
@@ -140,6 +148,9 @@ LOW_PRECISION = {
     "amsgrad": lambda: jadam.amsgrad(1e-3),
     "rmsprop": lambda: jadam.rmsprop(1e-3),
     "adagrad": lambda: jadam.adagrad(1e-3),
+    "radam": lambda: jadam.radam(1e-3),
+    "adabelief": lambda: jadam.adabelief(1e-3),
+    "yogi": lambda: jadam.yogi(1e-3, initial_accumulator_value=0.0),  # m_0 = 0: 0 stays 0
 }
 
 

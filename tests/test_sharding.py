@@ -32,6 +32,12 @@ MORE_TRANSFORMS = {  # checked with automatic axes only, to keep the run short
     "sgd_momentum": lambda: jadam.sgd(1e-2, momentum=0.9, nesterov=True),
     "adagrad": lambda: jadam.adagrad(1e-2),
     "adadelta": lambda: jadam.adadelta(),
+    "radam": lambda: jadam.radam(1e-2, threshold=4.0),
+    "adabelief": lambda: jadam.adabelief(1e-2),
+    "yogi": lambda: jadam.yogi(1e-2),
+    "lamb": lambda: jadam.lamb(1e-2, weight_decay=0.1),
+    "adopt": lambda: jadam.adopt(1e-2),
+    "ademamix": lambda: jadam.ademamix(1e-2),
 }
 CASES = [(name, axis) for name in TRANSFORMS for axis in ("Auto", "Explicit")]
 CASES += [(name, "Auto") for name in MORE_TRANSFORMS]
@@ -150,10 +156,10 @@ def _moment_bytes(state):
 
 
 @needs_8_devices
-@pytest.mark.parametrize("name", ["adam", "amsgrad", "rmsprop_centered"])
+@pytest.mark.parametrize("name", ["adam", "amsgrad", "rmsprop_centered", "yogi", "lamb"])
 def test_zero1_divides_state_bytes_by_axis_size_and_gives_the_same_result(name):
     mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
-    tx = TRANSFORMS[name]()
+    tx = {**TRANSFORMS, **MORE_TRANSFORMS}[name]()
     params = _mlp_params(mesh)
     param_shardings = jax.tree.map(lambda p: p.sharding, params)
     batch = NamedSharding(mesh, P("data"))

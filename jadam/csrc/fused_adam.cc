@@ -1,30 +1,35 @@
 // One-pass multi-tensor Adam / AdamW / AdaMax step for XLA on CPU (jadam's `fused=True`).
 //
-// A single XLA FFI custom call updates every leaf of a parameter tree: it reads the
-// gradient g, first moment m, second moment v (AdaMax: infinity norm u) and, when needed,
-// the parameter p of each leaf once, and writes m, v and either the new parameter (apply
-// mode) or the update (transform mode) once: 28 bytes per fp32 parameter, the least any
-// Adam step can move. Outputs are aliased to inputs (`input_output_aliases` on donated
-// buffers), so the step runs in place. The work is split into fixed-size chunks across
-// leaves and shared with XLA's intra-op thread pool.
+// A single XLA FFI custom call updates a group of leaves of a parameter tree: for each leaf it
+// reads the gradient g, the stored first moment m, the stored second moment v (AdaMax: the
+// infinity norm u) and, when needed, the parameter p once; decodes the moments to float32,
+// updates them, encodes them back and writes either the new parameter (apply mode) or the
+// update (transform mode, written over the gradient's buffer) in the same pass. Outputs alias
+// inputs (`input_output_aliases` on donated buffers), so the step runs in place.
 //
-// The arithmetic mirrors jadam's pure-JAX path operation by operation (no FMA contraction,
-// exact division and square root), so both paths agree bit for bit. Scalars that depend on
-// the step count (bias corrections, learning rate) arrive in a small f32 buffer computed
-// by JAX with the same expressions as the pure path.
+// Moments are stored per leaf as one of (see jadam/_storage.py, _precision.py, _quantization.py):
+//   float32;
+//   bfloat16 / float16 with jadam's dithered stochastic rounding (dither = a pure function of
+//     a per-leaf key, the element index and the step count);
+//   block-wise 8-bit: uint8 rows of `block` codes followed by the block's float32 absmax.
+// The arithmetic mirrors jadam's pure-JAX path operation by operation (no FMA contraction
+// except where XLA contracts, exact division and square root), so both paths agree bit for bit.
+// Scalars that depend on the step count (bias corrections, learning rate, dither count, float16
+// denominator floor) arrive in a small f32 buffer computed by JAX as the pure path computes them.
 //
-// Operands: scalars f32[kNumScalars], then n leaves of each array kind (see FusedAdamImpl).
-// With `packed`, m and v are not n leaves but one flat buffer each holding every leaf's
-// moments in tree order (jadam's packed fused state); this call's leaves start at element
-// `offset` of them. Fewer buffers make a many-leaf step much cheaper for XLA to compile.
+// Operands: scalars f32[kNumScalars], then per kind n leaves (see FusedAdamImpl). With `packed`,
+// m and v are not n leaves but one flat buffer each holding every leaf's moments in tree order
+// (float32, bfloat16 or float16); this call's leaves start at element `offset` of them.
+// `leaf_info` holds kInfoFields int64 per leaf: storage kind, block size, weight decay on/off,
+// dither key of m, dither key of v.
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
-#include <cstring>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -47,7 +52,7 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-// Indices into the scalar buffer. Keep in sync with `_SCALARS` in jadam/_fused.py.
+// Indices into the scalar buffer. Keep in sync with `SCALARS` in jadam/_kernel.py.
 enum Scalar : int {
   kB1 = 0,        // β1
   kOneMinusB1,    // 1 − β1
@@ -59,30 +64,57 @@ enum Scalar : int {
   kEpsRoot,       // ε added inside the square root
   kNegLr,         // −α
   kWeightDecay,   // λ (AdamW, decoupled)
+  kCountBits,     // the step count t, its uint32 bits (the dither's time index)
+  kDivisor,       // 1 − β2^t (1 without bias correction): the 8-bit floor's divisor
+  kHalfFloor,     // the denominator floor of a float16 v: √(tiny/(1 − β2^t)), AdaMax: tiny
   kNumScalars,
 };
 
 enum Algorithm : int32_t { kAdam = 0, kAdamax = 1 };
+// Storage kinds; keep in sync with jadam/_kernel.py.
+enum Kind : int { kF32 = 0, kBF16 = 1, kF16 = 2, kQ8 = 3 };
+constexpr size_t kInfoFields = 5;  // kind, block, decay, key_m, key_v
 
 struct Coefficients {
-  float b1, omb1, b2, omb2, ibc1, ibc2, eps, eps_root, neg_lr, wd;
+  float b1, omb1, b2, omb2, ibc1, ibc2, eps, eps_root, neg_lr, wd, divisor, half_floor;
+  uint32_t count;
 };
 
-// Pointers of one leaf. m, v and p are updated in place (outputs alias inputs); `p` is
-// null when the parameter is not needed and `u` (the update) is null in apply mode.
+// One leaf. In transform mode `g` is the output buffer of the update: it holds the gradient
+// on entry and each element is overwritten with its update after it was read.
+struct Leaf;
+using RangeFn = void (*)(const Leaf&, size_t, size_t, const Coefficients&);
+
 struct Leaf {
-  const float* g;
-  float* m;
-  float* v;
-  float* p;
-  float* u;
+  float* g;
+  void* m;
+  void* v;
+  float* p;  // null when not needed
+  size_t size;
+  size_t block;  // 8-bit: values per absmax; else 1
+  uint32_t key_m, key_v;
+  RangeFn fn;
 };
 
-// NaN-propagating maximum, like XLA's `max` on CPU.
-inline float NanMax(float a, float b) { return (a > b || a != a) ? a : b; }
+// ------------------------------------------------------------------------------------------
+// Scalar helpers.
 
-// x·y + z, contracted into one rounding exactly where XLA's CPU backend contracts it
-// (LLVM fuses a multiply into the add that consumes it when the CPU has FMA).
+inline uint32_t FloatBits(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  return b;
+}
+inline float BitsFloat(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+
+// NaN-propagating maximum / minimum, like XLA's `max` / `min` on CPU.
+inline float NanMax(float a, float b) { return (a > b || a != a) ? a : b; }
+inline float NanMin(float a, float b) { return (a < b || a != a) ? a : b; }
+
+// x·y + z, contracted into one rounding exactly where XLA's CPU backend contracts it.
 template <bool kFma>
 JADAM_ALWAYS_INLINE inline float MulAdd(float x, float y, float z) {
   if constexpr (kFma) {
@@ -92,103 +124,473 @@ JADAM_ALWAYS_INLINE inline float MulAdd(float x, float y, float z) {
   }
 }
 
-// One leaf, elements [begin, end). The order of operations is that of the pure-JAX path
-// after XLA's rewrites: a division by a broadcast scalar becomes a multiplication by its
-// reciprocal (so the bias corrections arrive inverted) and a·b + c·d contracts to
-// fma(a, b, c·d).
-template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kFma>
-JADAM_ALWAYS_INLINE inline void UpdateBody(const Leaf& leaf, size_t begin, size_t end,
-                                          const Coefficients c) {
-  const float* __restrict g = leaf.g;
-  float* __restrict m = leaf.m;
-  float* __restrict v = leaf.v;
-  float* __restrict p = leaf.p;
-  float* __restrict u = leaf.u;
-  for (size_t i = begin; i < end; ++i) {
-    const float gi = g[i];
-    const float mi = MulAdd<kFma>(m[i], c.b1, gi * c.omb1);
-    float vi;
-    float denom;
-    if constexpr (kAlgo == kAdam) {
-      vi = MulAdd<kFma>(v[i], c.b2, (gi * gi) * c.omb2);
-      denom = std::sqrt(MulAdd<kFma>(vi, c.ibc2, c.eps_root)) + c.eps;
-    } else {
-      vi = NanMax(v[i] * c.b2, std::fabs(gi));
-      denom = vi + c.eps;
-    }
-    const float q = (mi * c.ibc1) / denom;
-    float di = q;
-    if constexpr (kSafe) di = (denom != 0.0f) ? q : 0.0f;
-    if constexpr (kDecay) di = MulAdd<kFma>(p[i], c.wd, di);
-    m[i] = mi;
-    v[i] = vi;
-    if constexpr (kApply) {
-      p[i] = MulAdd<kFma>(di, c.neg_lr, p[i]);
-    } else {
-      u[i] = di * c.neg_lr;
-    }
+// jadam/_precision.py dither_bits: key + index/ρ + count/φ in 32-bit fixed point.
+JADAM_ALWAYS_INLINE inline uint32_t Dither(uint32_t key, size_t index, uint32_t count) {
+  return key + static_cast<uint32_t>(index) * 0xC13FA9A9u + count * 0x9E3779B9u;
+}
+
+JADAM_ALWAYS_INLINE inline float Uniform(uint32_t bits) {
+  return static_cast<float>(bits >> 8) * 0x1p-24f;
+}
+
+// bfloat16: the top half of a float32.
+JADAM_ALWAYS_INLINE inline float LoadBF16(uint16_t h) {
+  return BitsFloat(static_cast<uint32_t>(h) << 16);
+}
+// round_stochastic to bfloat16: add 16 dither bits below the kept half, truncate.
+JADAM_ALWAYS_INLINE inline uint16_t StoreBF16(float x, uint32_t bits) {
+  const uint32_t raw = FloatBits(x);
+  if (x != x) return static_cast<uint16_t>((raw >> 16) | 0x0040u);  // a quiet NaN
+  return static_cast<uint16_t>((raw + (bits >> 16)) >> 16);
+}
+
+// float16 <-> float32 without denormal float intermediates (XLA's threads may flush them).
+JADAM_ALWAYS_INLINE inline float LoadF16(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t em = h & 0x7fffu;
+  if (em >= 0x7c00u) return BitsFloat(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
+  if (em >= 0x0400u) return BitsFloat(sign | ((em << 13) + 0x38000000u));
+  const float magnitude = static_cast<float>(em) * 0x1p-24f;  // subnormal: exact
+  return sign ? -magnitude : magnitude;
+}
+
+// Round to nearest even, as XLA's float32 -> float16 conversion.
+JADAM_ALWAYS_INLINE inline uint16_t RoundF16(float x) {
+  const uint32_t raw = FloatBits(x);
+  const uint32_t sign = (raw >> 16) & 0x8000u;
+  const uint32_t ax = raw & 0x7fffffffu;
+  if (ax > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+  if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to ±inf
+  if (ax < 0x38800000u) {  // below float16's smallest normal: multiples of 2^−24
+    const float scaled = BitsFloat(ax) * 0x1p24f;
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(scaled)));
+  }
+  const uint32_t rounded = ax + 0xfffu + ((ax >> 13) & 1u);
+  return static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+// The next float16 after h toward +inf (up) or −inf, as XLA's NextAfter.
+JADAM_ALWAYS_INLINE inline uint16_t NextF16(uint16_t h, bool up) {
+  if ((h & 0x7fffu) > 0x7c00u) return h;  // NaN
+  if ((h & 0x7fffu) == 0) return up ? 0x0001u : 0x8001u;
+  const bool positive = (h & 0x8000u) == 0;
+  return static_cast<uint16_t>(positive == up ? h + 1 : h - 1);
+}
+
+// round_stochastic to float16 (jadam/_precision.py): saturate, then pick the neighbour away
+// from the nearest value with probability |error| / gap.
+JADAM_ALWAYS_INLINE inline uint16_t StoreF16(float x, uint32_t bits) {
+  x = std::min(std::max(x, -65504.0f), 65504.0f);  // NaN: handled below (nearest is NaN)
+  const uint16_t nearest = RoundF16(x);
+  const float nearest_f = LoadF16(nearest);
+  const float error = x - nearest_f;
+  const uint16_t other = NextF16(nearest, error > 0.0f);
+  const float gap = std::fabs(LoadF16(other) - nearest_f);
+  const float probability = std::fabs(error) / (gap > 0.0f ? gap : 1.0f);
+  return Uniform(bits) < probability ? other : nearest;
+}
+
+template <int K>
+struct Storage;
+template <>
+struct Storage<kF32> {
+  using T = float;
+  static float Load(float x) { return x; }
+  static float Store(float x, uint32_t) { return x; }
+};
+template <>
+struct Storage<kBF16> {
+  using T = uint16_t;
+  static float Load(uint16_t x) { return LoadBF16(x); }
+  static uint16_t Store(float x, uint32_t bits) { return StoreBF16(x, bits); }
+};
+template <>
+struct Storage<kF16> {
+  using T = uint16_t;
+  static float Load(uint16_t x) { return LoadF16(x); }
+  static uint16_t Store(float x, uint32_t bits) { return StoreF16(x, bits); }
+};
+
+// ------------------------------------------------------------------------------------------
+// The arithmetic of one element, shared by every storage.
+
+struct NewMoments {
+  float m, v;
+};
+
+template <int32_t kAlgo, bool kFma>
+JADAM_ALWAYS_INLINE inline NewMoments UpdateMoments(float g, float m, float v,
+                                                    const Coefficients& c) {
+  const float mi = MulAdd<kFma>(m, c.b1, g * c.omb1);
+  if constexpr (kAlgo == kAdam) {
+    return {mi, MulAdd<kFma>(v, c.b2, (g * g) * c.omb2)};
+  } else {
+    return {mi, NanMax(v * c.b2, std::fabs(g))};
   }
 }
 
-// The loop compiled for the baseline ISA and, on x86-64 with AVX2 and FMA, for 8 lanes
-// with fused multiply-adds (what XLA emits on such a CPU); chosen at run time.
-template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe>
-void UpdateRangeBase(const Leaf& leaf, size_t begin, size_t end, const Coefficients c) {
-  UpdateBody<kAlgo, kApply, kDecay, kSafe, false>(leaf, begin, end, c);
+// The same from decoded 8-bit moments: there XLA contracts the other product of each EMA,
+// fma(g, 1 − β1, β1·m) instead of fma(m, β1, (1 − β1)·g).
+template <int32_t kAlgo, bool kFma>
+JADAM_ALWAYS_INLINE inline NewMoments UpdateDecodedMoments(float g, float m, float v,
+                                                           const Coefficients& c) {
+  const float mi = MulAdd<kFma>(g, c.omb1, m * c.b1);
+  if constexpr (kAlgo == kAdam) {
+    return {mi, MulAdd<kFma>(g * g, c.omb2, v * c.b2)};
+  } else {
+    return {mi, NanMax(v * c.b2, std::fabs(g))};
+  }
+}
+
+// m̂ / (max(s, floor) + ε), s = √(v̂ + ε_root) (Adam) or u (AdaMax); 0/0 → 0 when kSafe.
+template <int32_t kAlgo, bool kSafe, bool kFloor, bool kFma>
+JADAM_ALWAYS_INLINE inline float Direction(float m, float v, float floor, const Coefficients& c) {
+  float s;
+  if constexpr (kAlgo == kAdam) {
+    s = std::sqrt(MulAdd<kFma>(v, c.ibc2, c.eps_root));
+  } else {
+    s = v;
+  }
+  if constexpr (kFloor) s = NanMax(s, floor);
+  const float denom = s + c.eps;
+  const float q = (m * c.ibc1) / denom;
+  if constexpr (kSafe) return (denom != 0.0f) ? q : 0.0f;
+  return q;
+}
+
+template <bool kApply, bool kDecay, bool kFma>
+JADAM_ALWAYS_INLINE inline void WriteStep(float d, float* __restrict g, float* __restrict p, size_t i,
+                                          const Coefficients& c) {
+  if constexpr (kDecay) d = MulAdd<kFma>(p[i], c.wd, d);
+  if constexpr (kApply) {
+    p[i] = MulAdd<kFma>(d, c.neg_lr, p[i]);
+  } else {
+    g[i] = d * c.neg_lr;
+  }
+}
+
+// Elements [begin, end) of a leaf with float32 or 16-bit moments.
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kFma, int kKind>
+JADAM_ALWAYS_INLINE inline void ElementBody(const Leaf& leaf, size_t begin, size_t end,
+                                            const Coefficients& c) {
+  using S = Storage<kKind>;
+  using T = typename S::T;
+  // g and p are distinct buffers (g holds the update in transform mode).
+  float* __restrict g = leaf.g;
+  T* __restrict m = static_cast<T*>(leaf.m);
+  T* __restrict v = static_cast<T*>(leaf.v);
+  float* __restrict p = leaf.p;
+  for (size_t i = begin; i < end; ++i) {
+    const NewMoments x = UpdateMoments<kAlgo, kFma>(g[i], S::Load(m[i]), S::Load(v[i]), c);
+    m[i] = S::Store(x.m, Dither(leaf.key_m, i, c.count));
+    v[i] = S::Store(x.v, Dither(leaf.key_v, i, c.count));
+    const float d = Direction<kAlgo, kSafe, kKind == kF16, kFma>(x.m, x.v, c.half_floor, c);
+    WriteStep<kApply, kDecay, kFma>(d, g, p, i, c);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Block-wise 8-bit moments (jadam/_quantization.py).
+
+constexpr int kExponentBits = 4;
+template <bool kSigned>
+constexpr int MantissaBits() {
+  return kSigned ? 3 : 4;
+}
+template <bool kSigned>
+constexpr float LargestCode() {
+  return 1.0f - (kSigned ? 0x1p-4f : 0x1p-5f);  // 1 − 2^−(M+1)
+}
+
+template <bool kSigned>
+float DecodeMagnitude(int code) {
+  constexpr int kM = MantissaBits<kSigned>();
+  const int exponent = code >> kM;
+  const int mantissa = code & ((1 << kM) - 1);
+  if (exponent == 0) return static_cast<float>(mantissa) * std::ldexp(1.0f, 1 - kM - 16);
+  return BitsFloat(static_cast<uint32_t>(((exponent + 127 - 16) << 23) | (mantissa << (23 - kM))));
+}
+
+struct CodeTables {
+  float signed_values[256];
+  float unsigned_values[256];
+  CodeTables() {
+    for (int c = 0; c < 256; ++c) {
+      const float magnitude = DecodeMagnitude<true>(c & 127);
+      signed_values[c] = c >= 128 ? -magnitude : magnitude;
+      unsigned_values[c] = DecodeMagnitude<false>(c);
+    }
+  }
+};
+const CodeTables kCodes;
+
+// The smallest non-zero unsigned code relative to the absmax (float64, then float32, as the
+// pure path's `float(code_values(signed=False)[1]) * absmax`).
+const float kSmallestCode =
+    static_cast<float>(std::ldexp(1.0, 1 - 4 - 16) / static_cast<double>(LargestCode<false>()));
+
+template <bool kSigned, bool kStochastic>
+JADAM_ALWAYS_INLINE inline uint8_t Encode(float x, float factor, uint32_t bits) {
+  constexpr int kM = MantissaBits<kSigned>();
+  constexpr int kDropped = 23 - kM;
+  const float y = std::fabs(x) * factor;
+  uint32_t noise;
+  float uniform;
+  if constexpr (kStochastic) {
+    noise = bits & ((1u << kDropped) - 1);
+    uniform = Uniform(bits);
+  } else {
+    noise = 1u << (kDropped - 1);
+    uniform = 0.5f;
+  }
+  // Both ranges computed and one selected (no branch: the loop vectorizes).
+  // Subnormal range of the code: steps of 2^(1 − M − 16).
+  const float steps = std::floor(y * static_cast<float>(1 << (kM - 1 + 16)) + uniform);
+  const int32_t subnormal = static_cast<int32_t>(std::min(steps, 1024.0f));
+  const uint32_t raw = FloatBits(y) + noise;
+  const int32_t exponent = static_cast<int32_t>(raw >> 23) - 127 + (1 << kExponentBits);
+  const int32_t mantissa = static_cast<int32_t>((raw >> kDropped) & ((1u << kM) - 1));
+  int32_t code = y < 0x1p-15f ? subnormal : exponent * (1 << kM) + mantissa;
+  code = std::min(std::max(code, 0), (1 << (kExponentBits + kM)) - 1);
+  if constexpr (kSigned) code |= x < 0.0f ? 128 : 0;
+  return static_cast<uint8_t>(code);
+}
+
+// The absmax of a block as the pure path's reductions give it (NaN if any value is NaN),
+// in 8 lanes so that the loop vectorizes.
+JADAM_ALWAYS_INLINE inline void BlockRange(const float* __restrict x, size_t count,
+                                           bool padded, float* hi_out, float* lo_out) {
+  float hi[8], lo[8];
+  int nan[8];
+  for (int k = 0; k < 8; ++k) {
+    hi[k] = padded ? 0.0f : -INFINITY;
+    lo[k] = padded ? 0.0f : INFINITY;
+    nan[k] = 0;
+  }
+  size_t j = 0;
+  for (; j + 8 <= count; j += 8) {
+    for (int k = 0; k < 8; ++k) {
+      const float v = x[j + k];
+      hi[k] = hi[k] > v ? hi[k] : v;
+      lo[k] = lo[k] < v ? lo[k] : v;
+      nan[k] |= v != v;
+    }
+  }
+  for (; j < count; ++j) {
+    hi[0] = hi[0] > x[j] ? hi[0] : x[j];
+    lo[0] = lo[0] < x[j] ? lo[0] : x[j];
+    nan[0] |= x[j] != x[j];
+  }
+  float h = hi[0], l = lo[0];
+  int any_nan = nan[0];
+  for (int k = 1; k < 8; ++k) {
+    h = h > hi[k] ? h : hi[k];
+    l = l < lo[k] ? l : lo[k];
+    any_nan |= nan[k];
+  }
+  *hi_out = any_nan ? NAN : h;
+  *lo_out = any_nan ? NAN : l;
+}
+
+inline float RowScale(const uint8_t* row, size_t block) {
+  float scale;
+  std::memcpy(&scale, row + block, 4);
+  return scale;
+}
+
+// Blocks [begin / block, ceil(end / block)) of an 8-bit leaf: decode, update and find the
+// absmax of the new moments of a block, then encode them and write its steps.
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kFma, bool kStochastic>
+JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t end,
+                                          const Coefficients& c) {
+  const size_t block = leaf.block;
+  const size_t row = block + 4;
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < 2 * block) scratch.resize(2 * block);
+  float* __restrict new_m = scratch.data();
+  float* __restrict new_v = new_m + block;
+  uint8_t* m_rows = static_cast<uint8_t*>(leaf.m);
+  uint8_t* v_rows = static_cast<uint8_t*>(leaf.v);
+  float* __restrict g = leaf.g;
+  float* __restrict p = leaf.p;
+  for (size_t b = begin / block; b * block < end; ++b) {
+    uint8_t* __restrict m_row = m_rows + b * row;
+    uint8_t* __restrict v_row = v_rows + b * row;
+    const size_t base = b * block;
+    const size_t count = std::min(block, leaf.size - base);
+    // XLA turns the pure path's absmax / largest_code into absmax · (1 / largest_code).
+    const float m_factor = RowScale(m_row, block) * (1.0f / LargestCode<true>());
+    const float v_factor = RowScale(v_row, block) * (1.0f / LargestCode<false>());
+    const float* gb = g + base;  // not restrict: gb_out below writes the same updates buffer
+    for (size_t j = 0; j < count; ++j) {
+      const float m_old = kCodes.signed_values[m_row[j]] * m_factor;
+      const float v_old = kCodes.unsigned_values[v_row[j]] * v_factor;
+      const NewMoments x = UpdateDecodedMoments<kAlgo, kFma>(gb[j], m_old, v_old, c);
+      new_m[j] = x.m;
+      new_v[j] = x.v;
+    }
+    // Zero padding takes part in the absmax of a partial block.
+    float m_hi, m_lo, v_hi, v_lo;
+    BlockRange(new_m, count, count < block, &m_hi, &m_lo);
+    BlockRange(new_v, count, count < block, &v_hi, &v_lo);
+    const float m_scale = NanMax(m_hi, -m_lo);
+    const float v_scale = v_hi;
+    const float m_encode = LargestCode<true>() / (m_scale > 0.0f ? m_scale : 1.0f);
+    const float v_encode = LargestCode<false>() / (v_scale > 0.0f ? v_scale : 1.0f);
+    const float resolution = kSmallestCode * v_scale;
+    float floor;
+    if constexpr (kAlgo == kAdam) {
+      floor = std::sqrt(resolution / c.divisor);
+    } else {
+      floor = resolution;
+    }
+    // Three simple loops (each vectorizes) rather than one.
+    const uint32_t key_m = leaf.key_m + static_cast<uint32_t>(base) * 0xC13FA9A9u;
+    const uint32_t key_v = leaf.key_v + static_cast<uint32_t>(base) * 0xC13FA9A9u;
+    for (size_t j = 0; j < count; ++j) {
+      m_row[j] = Encode<true, kStochastic>(new_m[j], m_encode, Dither(key_m, j, c.count));
+    }
+    for (size_t j = 0; j < count; ++j) {
+      v_row[j] = Encode<false, kStochastic>(new_v[j], v_encode, Dither(key_v, j, c.count));
+    }
+    float* __restrict gb_out = g + base;
+    float* __restrict pb = p == nullptr ? nullptr : p + base;
+    for (size_t j = 0; j < count; ++j) {
+      const float d = Direction<kAlgo, kSafe, true, kFma>(new_m[j], new_v[j], floor, c);
+      WriteStep<kApply, kDecay, kFma>(d, gb_out, pb, j, c);
+    }
+    std::memset(m_row + count, 0, block - count);  // padding encodes as code 0
+    std::memset(v_row + count, 0, block - count);
+    std::memcpy(m_row + block, &m_scale, 4);
+    std::memcpy(v_row + block, &v_scale, 4);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Selection of the compiled loop: algorithm, mode, weight decay, safe division, storage, and
+// the ISA (baseline, or AVX2 with FMA — what XLA emits on such a CPU — chosen at run time).
+
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kFma, int kKind>
+JADAM_ALWAYS_INLINE inline void Body(const Leaf& leaf, size_t begin, size_t end,
+                                     const Coefficients& coefficients) {
+  // A local copy: the compiler then knows no store through a leaf's pointers changes it
+  // (otherwise every coefficient is reloaded per element and nothing vectorizes).
+  const Coefficients c = coefficients;
+  if constexpr (kKind == kQ8) {
+    BlockBody<kAlgo, kApply, kDecay, kSafe, kFma, true>(leaf, begin, end, c);
+  } else if constexpr (kKind == kQ8 + 1) {  // 8-bit, round to nearest
+    BlockBody<kAlgo, kApply, kDecay, kSafe, kFma, false>(leaf, begin, end, c);
+  } else {
+    ElementBody<kAlgo, kApply, kDecay, kSafe, kFma, kKind>(leaf, begin, end, c);
+  }
+}
+constexpr int kQ8Nearest = kQ8 + 1;  // internal kind: 8-bit without dither
+
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, int kKind>
+void RangeBase(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
+  Body<kAlgo, kApply, kDecay, kSafe, false, kKind>(leaf, begin, end, c);
 }
 
 #if JADAM_X86_DISPATCH
-template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe>
-__attribute__((target("avx2,fma"))) void UpdateRangeAvx2(const Leaf& leaf, size_t begin,
-                                                         size_t end, const Coefficients c) {
-  UpdateBody<kAlgo, kApply, kDecay, kSafe, true>(leaf, begin, end, c);
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, int kKind>
+__attribute__((target("avx2,fma"))) void RangeAvx2(const Leaf& leaf, size_t begin, size_t end,
+                                                   const Coefficients& c) {
+  Body<kAlgo, kApply, kDecay, kSafe, true, kKind>(leaf, begin, end, c);
 }
 #endif
 
-using RangeFn = void (*)(const Leaf&, size_t, size_t, Coefficients);
-
-template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe>
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, int kKind>
 RangeFn SelectIsa() {
 #if JADAM_X86_DISPATCH
   static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (has_avx2) return &UpdateRangeAvx2<kAlgo, kApply, kDecay, kSafe>;
+  if (has_avx2) return &RangeAvx2<kAlgo, kApply, kDecay, kSafe, kKind>;
 #endif
-  return &UpdateRangeBase<kAlgo, kApply, kDecay, kSafe>;
+  return &RangeBase<kAlgo, kApply, kDecay, kSafe, kKind>;
+}
+
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe>
+RangeFn SelectKind(int kind) {
+  switch (kind) {
+    case kBF16:
+      return SelectIsa<kAlgo, kApply, kDecay, kSafe, kBF16>();
+    case kF16:
+      return SelectIsa<kAlgo, kApply, kDecay, kSafe, kF16>();
+    case kQ8:
+      return SelectIsa<kAlgo, kApply, kDecay, kSafe, kQ8>();
+    case kQ8Nearest:
+      return SelectIsa<kAlgo, kApply, kDecay, kSafe, kQ8Nearest>();
+    default:
+      return SelectIsa<kAlgo, kApply, kDecay, kSafe, kF32>();
+  }
 }
 
 template <int32_t kAlgo, bool kApply>
-RangeFn Select(bool decay, bool safe) {
+RangeFn SelectDecay(bool decay, bool safe, int kind) {
   if (decay) {
-    return safe ? SelectIsa<kAlgo, kApply, true, true>() : SelectIsa<kAlgo, kApply, true, false>();
+    return safe ? SelectKind<kAlgo, kApply, true, true>(kind)
+                : SelectKind<kAlgo, kApply, true, false>(kind);
   }
-  return safe ? SelectIsa<kAlgo, kApply, false, true>() : SelectIsa<kAlgo, kApply, false, false>();
+  return safe ? SelectKind<kAlgo, kApply, false, true>(kind)
+              : SelectKind<kAlgo, kApply, false, false>(kind);
 }
 
-// Work shared between the calling thread and pool helpers. Held by shared_ptr so a helper
-// that starts after the call has returned finds no chunk left and touches nothing else.
+RangeFn Select(int32_t algorithm, bool apply, bool decay, bool safe, int kind) {
+  if (algorithm == kAdam) {
+    return apply ? SelectDecay<kAdam, true>(decay, safe, kind)
+                 : SelectDecay<kAdam, false>(decay, safe, kind);
+  }
+  return apply ? SelectDecay<kAdamax, true>(decay, safe, kind)
+               : SelectDecay<kAdamax, false>(decay, safe, kind);
+}
+
+// ------------------------------------------------------------------------------------------
+// Work shared between the calling thread and XLA's intra-op pool: pieces of leaves (whole
+// blocks for 8-bit leaves) grouped into chunks of about kChunk elements.
+
+constexpr size_t kChunk = size_t{1} << 15;  // 32 Ki elements: 128 KiB per float32 array
+
+struct Piece {
+  uint32_t leaf;
+  size_t begin, end;
+};
+
+// Held by shared_ptr so a helper that starts after the call has returned finds no chunk left.
 struct Work {
   std::vector<Leaf> leaves;
-  std::vector<size_t> offsets;  // offsets[i] = first global element of leaf i; back() = total
-  RangeFn fn;
+  std::vector<Piece> pieces;
+  std::vector<size_t> chunk_starts;  // chunk k = pieces [chunk_starts[k], chunk_starts[k+1])
   Coefficients coef;
-  size_t chunk;
-  size_t num_chunks;
   std::atomic<size_t> next{0};
   std::atomic<int> active{0};
   std::mutex mu;
   std::condition_variable done;
 
+  size_t num_chunks() const { return chunk_starts.size() - 1; }
+
+  void Cut() {
+    size_t in_chunk = 0;
+    chunk_starts.push_back(0);
+    for (uint32_t l = 0; l < leaves.size(); ++l) {
+      const size_t size = leaves[l].size, block = leaves[l].block;
+      const size_t step = std::max(block, kChunk / block * block);
+      for (size_t begin = 0; begin < size; begin += step) {
+        const size_t end = std::min(size, begin + step);
+        pieces.push_back({l, begin, end});
+        in_chunk += end - begin;
+        if (in_chunk >= kChunk) {
+          chunk_starts.push_back(pieces.size());
+          in_chunk = 0;
+        }
+      }
+    }
+    if (chunk_starts.back() != pieces.size()) chunk_starts.push_back(pieces.size());
+  }
+
   void RunChunk(size_t k) const {
-    const size_t start = k * chunk;
-    const size_t stop = std::min(offsets.back(), start + chunk);
-    size_t leaf = std::upper_bound(offsets.begin(), offsets.end(), start) - offsets.begin() - 1;
-    size_t pos = start;
-    while (pos < stop) {
-      const size_t leaf_end = offsets[leaf + 1];
-      const size_t end = std::min(stop, leaf_end);
-      if (end > pos) fn(leaves[leaf], pos - offsets[leaf], end - offsets[leaf], coef);
-      pos = end;
-      ++leaf;
+    for (size_t i = chunk_starts[k]; i < chunk_starts[k + 1]; ++i) {
+      const Piece& piece = pieces[i];
+      const Leaf& leaf = leaves[piece.leaf];
+      leaf.fn(leaf, piece.begin, piece.end, coef);
     }
   }
 
@@ -196,7 +598,8 @@ struct Work {
   // so the caller, which waits for active == 0 after its own last claim, waits for us.
   void Drain() {
     active.fetch_add(1);
-    for (size_t k = next.fetch_add(1); k < num_chunks; k = next.fetch_add(1)) RunChunk(k);
+    const size_t n = num_chunks();
+    for (size_t k = next.fetch_add(1); k < n; k = next.fetch_add(1)) RunChunk(k);
     if (active.fetch_sub(1) == 1) {
       std::lock_guard<std::mutex> lock(mu);
       done.notify_all();
@@ -204,152 +607,169 @@ struct Work {
   }
 };
 
-constexpr size_t kChunk = size_t{1} << 15;  // 32 Ki elements: 128 KiB per array
+ffi::Error Invalid(const char* what) {
+  return ffi::Error::InvalidArgument(std::string("jadam fused adam: ") + what);
+}
+
+size_t ByteWidth(int kind) {
+  switch (kind) {
+    case kF32:
+      return 4;
+    case kBF16:
+    case kF16:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+ffi::DataType StoredType(int kind) {
+  switch (kind) {
+    case kF32:
+      return ffi::DataType::F32;
+    case kBF16:
+      return ffi::DataType::BF16;
+    case kF16:
+      return ffi::DataType::F16;
+    default:
+      return ffi::DataType::U8;
+  }
+}
+
+// Bytes of the stored moment of a leaf of `size` values.
+size_t StoredBytes(int kind, size_t size, size_t block) {
+  if (kind >= kQ8) return std::max<size_t>(1, (size + block - 1) / block) * (block + 4);
+  return size * ByteWidth(kind);
+}
 
 ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
                          ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t algorithm,
-                         int32_t apply, int32_t decay, int32_t safe_divide, int32_t packed,
-                         int64_t offset) {
-  if (scalars.element_count() != kNumScalars) {
-    return ffi::Error::InvalidArgument("jadam fused adam: wrong number of scalars");
+                         int32_t apply, int32_t safe_divide, int32_t packed, int64_t offset,
+                         ffi::Span<const int64_t> leaf_info) {
+  if (scalars.element_count() != kNumScalars) return Invalid("wrong number of scalars");
+  if (algorithm != kAdam && algorithm != kAdamax) return Invalid("unknown algorithm");
+  if (leaf_info.size() % kInfoFields != 0) return Invalid("malformed leaf_info");
+  const size_t n = leaf_info.size() / kInfoFields;
+  bool any_decay = false;
+  for (size_t i = 0; i < n; ++i) any_decay |= leaf_info[i * kInfoFields + 2] != 0;
+  // Apply mode:      args = p[n], g[n], m, v            rets = p[n], m, v
+  // Transform mode:  args = g[n], m, v [, p[n]]         rets = u[n] (aliasing g), m, v
+  // where m and v are n buffers, or one each when packed.
+  const size_t moments = packed ? 1 : n;
+  const size_t leaf_kinds = apply ? 2 : (any_decay ? 2 : 1);
+  if (args.size() != leaf_kinds * n + 2 * moments || rets.size() != n + 2 * moments ||
+      offset < 0) {
+    return Invalid("operand counts do not match");
   }
-  if (algorithm != kAdam && algorithm != kAdamax) {
-    return ffi::Error::InvalidArgument("jadam fused adam: unknown algorithm");
-  }
-  // Apply mode:      args = p, g, m, v           rets = p, m, v
-  // Transform mode:  args = g, m, v [, p]        rets = u, m, v
-  // (each letter n buffers, one leaf each; packed: m and v one buffer each)
-  const size_t num_leaf_kinds = apply ? 2 : (decay ? 2 : 1);  // kinds with n buffers
-  size_t n;
-  if (packed) {
-    if (args.size() < 2 || rets.size() < 2 || (args.size() - 2) % num_leaf_kinds != 0 ||
-        (args.size() - 2) / num_leaf_kinds != rets.size() - 2 || offset < 0) {
-      return ffi::Error::InvalidArgument("jadam fused adam: operand counts do not match");
-    }
-    n = rets.size() - 2;
-  } else {
-    const size_t num_arg_kinds = num_leaf_kinds + 2;
-    if (args.size() % num_arg_kinds != 0 || rets.size() % 3 != 0 ||
-        args.size() / num_arg_kinds != rets.size() / 3) {
-      return ffi::Error::InvalidArgument("jadam fused adam: operand counts do not match");
-    }
-    n = rets.size() / 3;
-  }
+  const size_t m_arg = apply ? 2 * n : n;  // first m operand
+  const size_t g_arg = apply ? n : 0;
   const float* s = scalars.typed_data();
   auto work = std::make_shared<Work>();
-  work->coef = Coefficients{s[kB1],       s[kOneMinusB1], s[kB2],       s[kOneMinusB2],
-                            s[kInvBiasCorr1], s[kInvBiasCorr2],  s[kEps],      s[kEpsRoot],
-                            s[kNegLr],     s[kWeightDecay]};
-  work->leaves.resize(n);
-  work->offsets.resize(n + 1);
-  work->offsets[0] = 0;
+  uint32_t count_bits;
+  std::memcpy(&count_bits, &s[kCountBits], 4);
+  work->coef = Coefficients{s[kB1],       s[kOneMinusB1], s[kB2],      s[kOneMinusB2],
+                            s[kInvBiasCorr1], s[kInvBiasCorr2], s[kEps], s[kEpsRoot],
+                            s[kNegLr],    s[kWeightDecay], s[kDivisor], s[kHalfFloor],
+                            count_bits};
 
-  // Index of leaf i of operand kind `kind` (in the order of the comment above); in packed
-  // mode the moment kinds hold a single buffer.
-  const size_t moment_in = apply ? 2 : 1;  // first moment kind among the args
-  auto arg_index = [&](size_t kind, size_t i) -> size_t {
-    if (!packed) return kind * n + i;
-    if (kind < moment_in) return kind * n + i;
-    if (kind < moment_in + 2) return moment_in * n + (kind - moment_in);
-    return (kind - 2) * n + 2 + i;
-  };
-  auto ret_index = [&](size_t kind, size_t i) -> size_t {
-    if (!packed) return kind * n + i;
-    return kind == 0 ? i : n + kind - 1;
-  };
-  auto in = [&](size_t kind, size_t i, size_t count) -> ffi::ErrorOr<const float*> {
-    auto b = args.get<ffi::Buffer<ffi::F32>>(arg_index(kind, i));
-    if (!b.has_value()) return ffi::Unexpected(b.error());
-    if (b->element_count() != count) {
-      return ffi::Unexpected(ffi::Error::InvalidArgument("jadam fused adam: shape mismatch"));
-    }
-    return b->typed_data();
-  };
   // An output that aliases its input (the normal case: XLA honours input_output_aliases)
   // is updated in place; otherwise the input is copied into it first.
-  auto inout = [&](size_t in_kind, size_t out_kind, size_t i,
-                   size_t count) -> ffi::ErrorOr<float*> {
-    auto src = in(in_kind, i, count);
+  auto inout = [&](size_t arg, size_t ret, ffi::DataType type,
+                   size_t bytes) -> ffi::ErrorOr<void*> {
+    auto src = args.get<ffi::AnyBuffer>(arg);
+    auto dst = rets.get<ffi::AnyBuffer>(ret);
     if (!src.has_value()) return ffi::Unexpected(src.error());
-    auto b = rets.get<ffi::Buffer<ffi::F32>>(ret_index(out_kind, i));
-    if (!b.has_value()) return ffi::Unexpected(b.error());
-    if ((*b)->element_count() != count) {
-      return ffi::Unexpected(ffi::Error::InvalidArgument("jadam fused adam: shape mismatch"));
+    if (!dst.has_value()) return ffi::Unexpected(dst.error());
+    if (src->element_type() != type || (*dst)->element_type() != type ||
+        src->size_bytes() != bytes || (*dst)->size_bytes() != bytes) {
+      return ffi::Unexpected(Invalid("an operand's dtype or shape does not match"));
     }
-    float* dst = (*b)->typed_data();
-    if (dst != *src && count > 0) std::memcpy(dst, *src, count * sizeof(float));
-    return dst;
+    void* out = (*dst)->untyped_data();
+    if (out != src->untyped_data() && bytes > 0) std::memcpy(out, src->untyped_data(), bytes);
+    return out;
   };
 
 #define JADAM_TRY(var, expr) \
   auto var = (expr);         \
   if (!var.has_value()) return var.error();
-  // Packed moments: one flat buffer each, updated in place from element `offset` on.
-  float* packed_m = nullptr;
-  float* packed_v = nullptr;
-  size_t packed_size = 0;
+  uint8_t* packed_m = nullptr;
+  uint8_t* packed_v = nullptr;
+  size_t packed_bytes = 0;
+  size_t width = 0;
   if (packed) {
-    auto m_in = args.get<ffi::Buffer<ffi::F32>>(arg_index(moment_in, 0));
+    const int kind = static_cast<int>(leaf_info[0]);
+    if (kind >= kQ8) return Invalid("8-bit moments cannot be packed");
+    width = ByteWidth(kind);
+    auto m_in = args.get<ffi::AnyBuffer>(m_arg);
     if (!m_in.has_value()) return m_in.error();
-    packed_size = m_in->element_count();
-    JADAM_TRY(m, inout(moment_in, 1, 0, packed_size));
-    JADAM_TRY(v, inout(moment_in + 1, 2, 0, packed_size));
-    packed_m = *m;
-    packed_v = *v;
+    packed_bytes = m_in->size_bytes();
+    JADAM_TRY(m, inout(m_arg, n, StoredType(kind), packed_bytes));
+    JADAM_TRY(v, inout(m_arg + 1, n + 1, StoredType(kind), packed_bytes));
+    packed_m = static_cast<uint8_t*>(*m);
+    packed_v = static_cast<uint8_t*>(*v);
   }
-  const size_t start = static_cast<size_t>(offset);
-
+  size_t at = static_cast<size_t>(offset);  // packed: this leaf's first moment element
+  work->leaves.resize(n);
   for (size_t i = 0; i < n; ++i) {
-    auto first = rets.get<ffi::Buffer<ffi::F32>>(i);
-    if (!first.has_value()) return first.error();
-    const size_t count = (*first)->element_count();
-    const size_t at = start + work->offsets[i];  // packed: this leaf's first moment element
-    float* m = packed_m + at;
-    float* v = packed_v + at;
-    if (!packed) {
-      JADAM_TRY(mm, inout(moment_in, 1, i, count));
-      JADAM_TRY(vv, inout(moment_in + 1, 2, i, count));
-      m = *mm;
-      v = *vv;
-    }
+    const int64_t* info = &leaf_info[i * kInfoFields];
+    const int kind = static_cast<int>(info[0]);
+    const size_t block = kind >= kQ8 ? static_cast<size_t>(info[1]) : 1;
+    const bool decay = info[2] != 0;
+    if (kind < kF32 || kind > kQ8Nearest || block == 0) return Invalid("malformed leaf_info");
+    Leaf& leaf = work->leaves[i];
+    auto g_in = args.get<ffi::AnyBuffer>(g_arg + i);
+    if (!g_in.has_value()) return g_in.error();
+    leaf.size = g_in->element_count();
+    const size_t bytes = leaf.size * 4;
     if (apply) {
-      JADAM_TRY(p, inout(0, 0, i, count));
-      JADAM_TRY(g, in(1, i, count));
-      work->leaves[i] = Leaf{*g, m, v, *p, nullptr};
-    } else {
-      JADAM_TRY(g, in(0, i, count));
-      auto u = rets.get<ffi::Buffer<ffi::F32>>(i);
-      float* p = nullptr;
-      if (decay) {
-        JADAM_TRY(pp, in(3, i, count));
-        p = const_cast<float*>(*pp);  // read only in transform mode
+      JADAM_TRY(p, inout(i, i, ffi::DataType::F32, bytes));
+      if (g_in->element_type() != ffi::DataType::F32) {
+        return Invalid("a gradient's dtype does not match");
       }
-      work->leaves[i] = Leaf{*g, m, v, p, (*u)->typed_data()};
+      leaf.p = static_cast<float*>(*p);
+      leaf.g = static_cast<float*>(const_cast<void*>(g_in->untyped_data()));  // read only
+    } else {
+      JADAM_TRY(u, inout(i, i, ffi::DataType::F32, bytes));
+      leaf.g = static_cast<float*>(*u);
+      leaf.p = nullptr;
+      if (any_decay) {
+        auto p = args.get<ffi::AnyBuffer>(n + 2 * moments + i);
+        if (!p.has_value()) return p.error();
+        if (p->element_type() != ffi::DataType::F32 || p->element_count() != leaf.size) {
+          return Invalid("a parameter's dtype or shape does not match");
+        }
+        leaf.p = static_cast<float*>(const_cast<void*>(p->untyped_data()));
+      }
     }
-    work->offsets[i + 1] = work->offsets[i] + count;
+    if (packed) {
+      if (static_cast<int>(info[0]) != static_cast<int>(leaf_info[0])) {
+        return Invalid("packed leaves must share one storage kind");
+      }
+      leaf.m = packed_m + at * width;
+      leaf.v = packed_v + at * width;
+      at += leaf.size;
+      if (at * width > packed_bytes) return Invalid("leaves exceed the packed moments");
+    } else {
+      const size_t stored = StoredBytes(kind, leaf.size, block);
+      JADAM_TRY(m, inout(m_arg + i, n + i, StoredType(kind), stored));
+      JADAM_TRY(v, inout(m_arg + n + i, 2 * n + i, StoredType(kind), stored));
+      leaf.m = *m;
+      leaf.v = *v;
+    }
+    leaf.block = block;
+    leaf.key_m = static_cast<uint32_t>(info[3]);
+    leaf.key_v = static_cast<uint32_t>(info[4]);
+    leaf.fn = Select(algorithm, apply, decay, safe_divide, kind);
   }
 #undef JADAM_TRY
-  if (packed && start + work->offsets.back() > packed_size) {
-    return ffi::Error::InvalidArgument("jadam fused adam: leaves exceed the packed moments");
-  }
-
-  if (algorithm == kAdam) {
-    work->fn = apply ? Select<kAdam, true>(decay, safe_divide) : Select<kAdam, false>(decay, safe_divide);
-  } else {
-    work->fn = apply ? Select<kAdamax, true>(decay, safe_divide) : Select<kAdamax, false>(decay, safe_divide);
-  }
-  const size_t total = work->offsets.back();
-  work->chunk = kChunk;
-  work->num_chunks = (total + kChunk - 1) / kChunk;
+  work->Cut();
+  const size_t num_chunks = work->num_chunks();
 
   // Share chunks with XLA's intra-op pool; small trees are not worth a hand-off.
   const int64_t pool_threads = pool.num_threads();
-  const size_t helpers =
-      std::min<size_t>(pool_threads > 1 ? static_cast<size_t>(pool_threads - 1) : 0,
-                       work->num_chunks > 1 ? work->num_chunks - 1 : 0);
-  for (size_t h = 0; h < helpers; ++h) {
-    pool.Schedule([work]() { work->Drain(); });
-  }
+  const size_t helpers = std::min<size_t>(pool_threads > 1 ? pool_threads - 1 : 0,
+                                          num_chunks > 1 ? num_chunks - 1 : 0);
+  for (size_t h = 0; h < helpers; ++h) pool.Schedule([work]() { work->Drain(); });
   work->Drain();
   std::unique_lock<std::mutex> lock(work->mu);
   work->done.wait(lock, [&] { return work->active.load() == 0; });
@@ -366,7 +786,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JadamFusedAdam, FusedAdamImpl,
                                   .RemainingRets()
                                   .Attr<int32_t>("algorithm")
                                   .Attr<int32_t>("apply")
-                                  .Attr<int32_t>("decay")
                                   .Attr<int32_t>("safe_divide")
                                   .Attr<int32_t>("packed")
-                                  .Attr<int64_t>("offset"));
+                                  .Attr<int64_t>("offset")
+                                  .Attr<ffi::Span<const int64_t>>("leaf_info"));

@@ -108,6 +108,7 @@ FIGURE_KEYS: dict[str, Any] = {
 }
 FIGURE_OPTIONAL = {
     "steps_per_call": Rule("an integer in [0, 2**31) (0: log_every)", _INT, _ints(0)),
+    "search": "search",  # Read by python -m jadam.experiments.lr_search only.
 }
 MODEL_KEYS: dict[str, dict[str, Rule]] = {
     "logreg": {"input_dropout": RATE},
@@ -146,6 +147,21 @@ PLOT_OPTIONAL = {
     # time unit.
     "metric": _choice("train_loss", "train_set_loss"),
     "time_unit_run": Rule("a run id of this figure", (str,), bool),
+}
+SEARCH_KEYS = {
+    "alphas": Rule(
+        "a non-empty tuple of learning rates α > 0 (finite, float32-sized)",
+        _SEQUENCE,
+        lambda v: len(v) > 0 and all(_is(x, _REAL) and 0 < x <= _FLOAT32_MAX for x in v),
+    ),
+    "momenta": Rule(
+        "a tuple of momenta in [0, 1) (empty: keep each run's momentum)",
+        _SEQUENCE,
+        lambda v: all(_is(x, _REAL) and 0 <= x < 1 for x in v),
+    ),
+    "runs": STRING,  # Comma-separated run or optimizer names; checked against runs below.
+    "max_extensions": Rule("an integer in [0, 20]", _INT, _ints(0, 20)),
+    "span": Rule("an integer in [0, 20] (0: the whole grid)", _INT, _ints(0, 20)),
 }
 RUN_ID = re.compile(r"[A-Za-z0-9_\-]+")
 
@@ -293,6 +309,24 @@ def _check_sfo(where: str, opt: Any) -> None:
         raise ConfigError(str(error)) from None
 
 
+def _check_search(path: str, search: Any, runs: Any) -> None:
+    """The grid of ``python -m jadam.experiments.lr_search`` and the runs it names."""
+    _check_keys(path, search, SEARCH_KEYS)
+    _check_fields(path, search, SEARCH_KEYS)
+    names = [name.strip() for name in search["runs"].split(",") if name.strip()]
+    known = sorted(runs.keys())
+    names_of_optimizers = sorted({runs[r]["optimizer"]["name"] for r in known})
+    for name in names:
+        if name not in known and name not in names_of_optimizers:
+            close = difflib.get_close_matches(name, [*known, *optimizers.OPTIMIZERS], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{path}.runs: unknown run or optimizer {name!r} in {search['runs']!r}; "
+                f"expected comma-separated names from the runs {known} or the optimizers "
+                f"{names_of_optimizers} ('' = all but AdaDelta){hint}"
+            )
+
+
 def check_figure_config(config: Any, path: str = "config") -> None:
     """Checks one figure config; raises :class:`ConfigError` naming the first bad key."""
     _check_keys(path, config, FIGURE_KEYS, FIGURE_OPTIONAL)
@@ -330,6 +364,8 @@ def check_figure_config(config: Any, path: str = "config") -> None:
                 f"(it names files), found {_show(run_id)}"
             )
         _check_run(f"{path}.runs.{run_id}", runs[run_id], path, kind, plot_kind)
+    if "search" in config:
+        _check_search(f"{path}.search", config["search"], runs)
     log_every = config["log_every"]
     for key in ("eval_every", "checkpoint_every"):
         if config[key] % log_every:

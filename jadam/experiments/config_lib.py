@@ -1,5 +1,7 @@
 """Building blocks for the figure configs in configs/: the shared fields and one run entry."""
 
+import math
+
 import ml_collections
 
 
@@ -57,5 +59,44 @@ def run(
                 "hparams": hparams,
             },
             "model": model or {},
+        }
+    )
+
+
+def ladder(low: float, high: float) -> tuple[float, ...]:
+    """The learning rates 1·10^k and 3·10^k from ``low`` to ``high`` (a half-decade grid).
+
+    >>> ladder(1e-3, 0.1)
+    (0.001, 0.003, 0.01, 0.03, 0.1)
+    """
+    values, exponent = [], math.floor(math.log10(low))
+    while 10.0**exponent <= high * 1.0001:
+        values += [float(f"{m * 10.0**exponent:.1g}") for m in (1, 3)]
+        exponent += 1
+    return tuple(v for v in values if low * 0.9999 <= v <= high * 1.0001)
+
+
+def search(
+    alphas: tuple[float, ...],
+    momenta: tuple[float, ...] = (),
+    runs: str = "",
+    max_extensions: int = 4,
+    span: int = 0,
+) -> ml_collections.ConfigDict:
+    """The ``search`` group read by ``python -m jadam.experiments.lr_search`` (nothing else).
+
+    ``alphas``: the starting grid of α, extended past an edge that holds the best α (at most
+    ``max_extensions`` times per run); ``momenta``: searched with α for optimizers that have a
+    momentum (``()``: keep the run's own); ``runs``: comma-separated run or optimizer names
+    (``""``: every run but AdaDelta); ``span``: start each run from the grid points within
+    ``span`` half-decades of the run's own α (``0``: the whole grid).
+    """
+    return ml_collections.ConfigDict(
+        {
+            "alphas": tuple(alphas),
+            "momenta": tuple(momenta),
+            "runs": runs,
+            "max_extensions": max_extensions,
+            "span": span,
         }
     )

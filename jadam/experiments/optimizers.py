@@ -30,6 +30,7 @@ class Spec:
     label: str = ""
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     low_precision_state: bool = False  # Accepts state_precision other than "float32".
+    fixed: tuple[str, ...] = ()  # Numeric arguments that must stay Python numbers (shapes).
 
 
 OPTIMIZERS: dict[str, Spec] = {
@@ -47,6 +48,42 @@ OPTIMIZERS: dict[str, Spec] = {
         jadam.sgd, ("momentum",), {"nesterov": True}, "SGDNesterov", {"momentum": 0.9}
     ),
     "adadelta": Spec(jadam.adadelta, ("rho", "eps"), {}, "AdaDelta"),
+    # The rest of the Adam family (the family comparison in benchmarks/family.py).
+    "amsgrad": Spec(jadam.amsgrad, ("b1", "b2", "eps"), {}, "AMSGrad", low_precision_state=True),
+    "nadam": Spec(jadam.nadam, ("b1", "b2", "eps"), {}, "NAdam", low_precision_state=True),
+    "radam": Spec(jadam.radam, ("b1", "b2", "eps"), {}, "RAdam", low_precision_state=True),
+    "adabelief": Spec(
+        jadam.adabelief, ("b1", "b2", "eps"), {}, "AdaBelief", low_precision_state=True
+    ),
+    "yogi": Spec(jadam.yogi, ("b1", "b2", "eps"), {}, "Yogi", low_precision_state=True),
+    "lamb": Spec(jadam.lamb, ("b1", "b2", "eps"), {}, "LAMB", low_precision_state=True),
+    "nadamw": Spec(jadam.nadamw, ("b1", "b2", "eps"), {}, "NAdamW", low_precision_state=True),
+    "adamaxw": Spec(jadam.adamaxw, ("b1", "b2", "eps"), {}, "AdamaxW", low_precision_state=True),
+    "adopt": Spec(
+        jadam.adopt,
+        ("b1", "b2", "eps"),
+        {},
+        "ADOPT",
+        low_precision_state=True,
+        fixed=("clip_value_fn",),  # a function of the step, not a schedule to inject
+    ),
+    "ademamix": Spec(
+        jadam.ademamix, ("b1", "b2", "b3", "alpha", "eps"), {}, "AdEMAMix", low_precision_state=True
+    ),
+    "schedule_free_adamw": Spec(
+        jadam.schedule_free_adamw,
+        ("b1", "b2", "eps", "weight_decay"),
+        {},
+        "Schedule-free AdamW",
+        low_precision_state=True,
+    ),
+    "adafactor": Spec(
+        jadam.adafactor,
+        (),
+        {"multiply_by_parameter_scale": True},
+        "Adafactor",
+        fixed=("min_dim_size_to_factor",),
+    ),
 }
 # SFO (jadam.experiments.sfo) is no optax transformation: the runner drives it separately.
 SFO_HPARAMS = ("hessian_init", "init_active", "max_history")
@@ -184,5 +221,5 @@ def build(opt: Mapping[str, Any], where: str = "optimizer") -> optax.GradientTra
     learning_rate = (
         jadam.inverse_sqrt_schedule(alpha) if opt.get("schedule") == "inverse_sqrt" else alpha
     )
-    injected = optax.inject_hyperparams(spec.factory, static_args=tuple(static))
+    injected = optax.inject_hyperparams(spec.factory, static_args=(*static, *spec.fixed))
     return injected(learning_rate=learning_rate, **numeric, **static)

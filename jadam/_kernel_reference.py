@@ -1,0 +1,103 @@
+"""The fused kernel's step in jnp: what replaces it under ``jax.vmap`` and differentiation.
+
+Same operands and results as :func:`jadam._kernel.kernel_step` (scalars, then lists of params,
+gradients and stored moments), the same operations in the same order, built from the pure
+path's own storage functions (decode, stochastic rounding, block-wise quantization, the
+denominator floor), so its results are the pure path's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jadam import _kernel as K
+from jadam import _precision
+from jadam import _primitives as P
+from jadam import _quantization as Q
+from jadam import _storage as S
+
+
+def _value(scalars: jax.Array, name: str) -> jax.Array:
+    return scalars[K.SCALARS.index(name)]
+
+
+def _decode(stored: jax.Array, leaf: Any, shape: tuple[int, ...], *, signed: bool) -> jax.Array:
+    if leaf.kind in (K.BLOCKWISE8, K.BLOCKWISE8_NEAREST):
+        return Q.dequantize(stored, signed=signed, shape=shape)
+    return stored.astype(jnp.float32)
+
+
+def _encode(plan, leaf, values, stored_like, count, moment):
+    stream = 3 * leaf.index + moment
+    if leaf.kind == K.FLOAT32:
+        return values
+    if leaf.kind in (K.BFLOAT16, K.FLOAT16):
+        bits = _precision.dither_bits(values.shape, plan.seed(), stream, count)
+        return _precision.round_stochastic(values, stored_like.dtype, bits)
+    bits = None
+    if leaf.kind == K.BLOCKWISE8:
+        shape = (math.ceil(max(values.size, 1) / leaf.block), leaf.block)
+        bits = _precision.dither_bits(shape, plan.seed(), stream, count)
+    return Q.quantize(values, signed=moment == 0, block_size=leaf.block, bits=bits)
+
+
+def _leaf(plan, leaf, scalars, p, g, m_stored, v_stored):
+    value = lambda name: _value(scalars, name)  # noqa: E731
+    count = jax.lax.bitcast_convert_type(value("count_bits"), jnp.uint32)
+    m = _decode(m_stored, leaf, g.shape, signed=True)
+    v = _decode(v_stored, leaf, g.shape, signed=False)
+    m = value("b1") * m + value("one_minus_b1") * g
+    if plan.algorithm == K.ADAM:
+        v = value("b2") * v + value("one_minus_b2") * (g * g)
+        s = jnp.sqrt(v * value("inverse_bias_correction2") + value("eps_root"))
+    else:
+        v = jnp.maximum(value("b2") * v, jnp.abs(g))
+        s = v
+    new_m = _encode(plan, leaf, m, m_stored, count, 0)
+    new_v = _encode(plan, leaf, v, v_stored, count, 1)
+    if leaf.kind == K.FLOAT16:
+        s = jnp.maximum(s, value("half_floor"))
+    elif leaf.kind != K.FLOAT32 and leaf.kind != K.BFLOAT16:
+        s = S.floor_denominator(s, new_v, v, value("divisor"), root=plan.algorithm == K.ADAM)
+    m_hat = m * value("inverse_bias_correction1")
+    denominator = s + value("eps")
+    direction = P.safe_divide(m_hat, denominator) if plan.safe else m_hat / denominator
+    if leaf.decay:
+        direction = direction + value("weight_decay") * p
+    update = direction * value("neg_learning_rate")
+    return (p + update if plan.apply else update), new_m, new_v
+
+
+def _unpack(flat: jax.Array, like: list[jax.Array]) -> list[jax.Array]:
+    out, offset = [], 0
+    for x in like:
+        size = math.prod(x.shape)
+        out.append(jax.lax.slice(flat, (offset,), (offset + size,)).reshape(x.shape))
+        offset += size
+    return out
+
+
+def _pack(leaves: list[jax.Array], like: jax.Array) -> jax.Array:
+    if not leaves:
+        return jnp.zeros([0], like.dtype)
+    return jnp.concatenate([x.reshape(-1) for x in leaves])
+
+
+def step(plan, scalars, params, grads, mu, nu):
+    """The kernel step (see :func:`jadam._kernel.kernel_step`) in jnp."""
+    m_leaves = _unpack(mu[0], grads) if plan.packed else mu
+    v_leaves = _unpack(nu[0], grads) if plan.packed else nu
+    outputs, new_mu, new_nu = [], [], []
+    for i, leaf in enumerate(plan.leaves):
+        p = params[i] if params else None
+        out, m, v = _leaf(plan, leaf, scalars, p, grads[i], m_leaves[i], v_leaves[i])
+        outputs.append(out)
+        new_mu.append(m)
+        new_nu.append(v)
+    if plan.packed:
+        return outputs, [_pack(new_mu, mu[0])], [_pack(new_nu, nu[0])]
+    return outputs, new_mu, new_nu

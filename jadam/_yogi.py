@@ -1,0 +1,150 @@
+"""Yogi (Zaheer et al., 2018, Algorithm 2): Adam with an additive second-moment update."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jadam import _primitives as P
+from jadam import _storage as S
+from jadam import _validation as V
+from jadam._adam import ScaleByAdamState, validate_adam_hyperparameters
+from jadam._alias import with_learning_rate
+
+
+def update_yogi_moment(updates: Any, nu: Any, decay: Any) -> Any:
+    """v_t = v_{t−1} − (1−β2)·sign(v_{t−1} − |g_t|²)·|g_t|² (Algorithm 2, line 6)."""
+
+    def leaf(g, v):
+        dtype = P._compute_dtype(v.dtype)
+        square = P._cast(P.abs_sq(P._cast(g, P._compute_dtype(g.dtype))), dtype)
+        previous = P._cast(v, dtype)
+        change = P._scale(lax.mul(lax.sign(lax.sub(previous, square)), square), 1 - decay)
+        new = lax.sub(previous, change)
+        if not P._narrower(v.dtype, dtype):
+            return P._cast(new, v.dtype)
+        return P.saturating_cast(new, v.dtype, nonnegative=True)
+
+    return P._tree_map(leaf, updates, nu)
+
+
+def scale_by_yogi(
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-3,
+    eps_root: Any = 0.0,
+    initial_accumulator_value: Any = 1e-6,
+    *,
+    bias_correction: bool = True,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
+) -> optax.GradientTransformation:
+    """Scales gradients by Yogi's m̂_t / (√v̂_t + ε) (Zaheer et al., 2018, Algorithm 2).
+
+    m_t = β1·m_{t−1} + (1−β1)·g_t,   v_t = v_{t−1} − (1−β2)·sign(v_{t−1} − g_t²)·g_t²,
+    u_t = m̂_t / (√(v̂_t + ε_root) + ε), with m̂_t, v̂_t bias-corrected as Adam's (optax).
+
+    Args:
+      b1: β1 ∈ [0, 1).
+      b2: β2 ∈ [0, 1).
+      eps: ε ≥ 0, outside the root; the paper's default is 1e-3.
+      eps_root: ε_root ≥ 0, inside the root (optax's option).
+      initial_accumulator_value: m_0 = v_0 ≥ 0 (optax's, default 1e-6, for both moments).
+      bias_correction: divide by 1−β^t as optax does. False with
+        ``initial_accumulator_value=0`` is Algorithm 2 as printed (m_0 = v_0 = 0, u_t =
+        m_t/(√v_t + ε)).
+      mu_dtype, nu_dtype, state_precision: storage of m_t and v_t, see :func:`jadam.scale_by_adam`.
+
+    Note: v_t stays ≥ 0 (it moves towards g_t² by at most (1−β2)·g_t²). optax (like TF-Addons)
+    starts both moments at 1e-6 and still divides by 1−β^t, so its early v̂_t is inflated by
+    1e-6/(1−β2^t) (1e-3 at t = 1); jadam's defaults reproduce that. A coordinate whose
+    gradients were all 0 with v_0 = 0 and ε = 0 gets update 0, not 0/0.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tx = scale_by_yogi(initial_accumulator_value=0.0, eps=0.0)
+      >>> updates, state = tx.update(jnp.array([0.5, -2.0, 0.0]), tx.init(jnp.zeros(3)))
+      >>> updates  # v_1 = (1−β2)·g², so the first step is sign(g)
+      Array([ 1., -1.,  0.], dtype=float32)
+
+    Reference: Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
+    """
+    validate_adam_hyperparameters(b1, b2, eps, eps_root)
+    V.check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    V.check_flag("bias_correction", bias_correction)
+    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+
+    def init_fn(params):
+        mu, nu = moments.init(params)
+        if isinstance(initial_accumulator_value, (int, float)) and initial_accumulator_value == 0:
+            return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+        if moments.storage is None:
+            fill = lambda x: x + jnp.asarray(initial_accumulator_value).astype(x.dtype)  # noqa: E731
+            mu, nu = P._tree_map(fill, mu), P._tree_map(fill, nu)
+        else:  # encode the initial values into the stored form
+            full = P._tree_map(
+                lambda x: x + jnp.asarray(initial_accumulator_value, x.dtype),
+                P.zeros_like(params, jnp.float32),
+            )
+            mu, nu = moments.write((full, full), jnp.zeros([], jnp.int32))
+        return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = P.increment(state.count)
+        mu, nu = moments.read(updates, (state.mu, state.nu))
+        mu = P.update_first_moment(updates, mu, b1)
+        nu = update_yogi_moment(updates, nu, b2)
+        stored_mu, stored_nu = moments.write((mu, nu), count)
+        if bias_correction:
+            mu_hat, nu_hat = P.bias_correction(mu, b1, count), P.bias_correction(nu, b2, count)
+            divisor = P.one_minus_power(b2, count)
+        else:
+            mu_hat, nu_hat, divisor = mu, nu, 1.0
+        scale = S.floor_denominator(P.sqrt(nu_hat, eps_root), stored_nu, nu, divisor)
+        direction = P.normalize(mu_hat, scale, eps, like=updates)
+        return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def yogi(
+    learning_rate: Any,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-3,
+    *,
+    eps_root: Any = 0.0,
+    initial_accumulator_value: Any = 1e-6,
+    bias_correction: bool = True,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    state_precision: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Yogi: θ_t = θ_{t−1} − α·m̂_t/(√v̂_t + ε); optax's ``yogi``. See :func:`scale_by_yogi`.
+
+    ``yogi(lr, initial_accumulator_value=0.0, bias_correction=False)`` is Algorithm 2 as printed.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tx = yogi(1e-2)
+      >>> state = tx.init(jnp.zeros(3))
+      >>> float(state[0].nu[0])
+      1e-06
+    """
+    scaling = scale_by_yogi(
+        b1,
+        b2,
+        eps,
+        eps_root,
+        initial_accumulator_value,
+        bias_correction=bias_correction,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+        state_precision=state_precision,
+    )
+    return with_learning_rate(learning_rate, scaling)
