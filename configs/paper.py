@@ -1,4 +1,4 @@
-"""Every figure of the paper (Kingma & Ba 2015, Figures 1–4) at the default size.
+"""Every figure of the paper (Kingma & Ba 2015, Figures 1–4 and 2(b)) at the default size.
 
 Plus fig2_state_precision (jadam's optimizer-state precision on Figure 2's MLP, about 1 minute).
 
@@ -18,6 +18,7 @@ FIGURES = (
     "fig1_logreg_mnist",
     "fig1_logreg_imdb",
     "fig2_mlp",
+    "fig2b_mlp_sfo",
     "fig3_cnn",
     "fig4_vae_bias_correction",
     "fig2_state_precision",  # Not in the paper: Adam's state in float32, bfloat16 and 8 bits.

@@ -299,3 +299,43 @@ def test_invalid_state_precision_is_a_clear_error(tmp_path):
         optimizers.build({"name": "adagrad", "learning_rate": 0.1, "state_precision": "8bit"})
     with pytest.raises(ValueError, match="unknown config argument 'tiny'"):
         get_config("fig2_state_precision", "tiny")
+
+
+def test_plot_title_stays_inside_the_figure_for_a_long_data_path(tmp_path):
+    """A 300-character data_dir in the data label is wrapped/shortened, not cut off."""
+    import matplotlib.pyplot as plt
+
+    config = get_config("fig2b_mlp_sfo")
+    label = f"mnist (idx files in {'/very/long/path' * 20}; 60000 train / 10000 test)"
+    assert len(label) > 300
+    records = [
+        {
+            "run": run_id,
+            "optimizer": optimizers.label(config.runs[run_id].optimizer),
+            "data": label,
+            "epoch": e,
+            "train_loss": 1.0 / e,
+            "train_set_loss": 1.0 / e,
+            "train_time_s": float(e),
+        }
+        for run_id in config.runs
+        for e in (1, 2)
+    ]
+    for kind in ("curves", "curves_time"):
+        config.plot.kind = kind
+        captured: dict = {}
+        original = plt.Figure.savefig
+
+        def savefig(fig, *args, captured=captured, original=original, **kwargs):
+            fig.canvas.draw()
+            captured["box"] = fig._suptitle.get_window_extent()
+            captured["size"] = (fig.bbox.width, fig.bbox.height)
+            return original(fig, *args, **kwargs)
+
+        plt.Figure.savefig = savefig
+        try:
+            plots.plot_figure(config, records, tmp_path / f"{kind}.png")
+        finally:
+            plt.Figure.savefig = original
+        box, (width, height) = captured["box"], captured["size"]
+        assert 0 <= box.x0 and box.x1 <= width and 0 <= box.y0 and box.y1 <= height, (box, kind)

@@ -53,6 +53,7 @@ EXPECTED = [
     "04_adamax_and_averaging",
     "05_when_adam_fails",
     "06_scaling_up",
+    "07_limitations",
 ]
 
 

@@ -127,7 +127,7 @@ MODEL_KEYS: dict[str, dict[str, Rule]] = {
     "vae": {"hidden": WIDTH, "latent": WIDTH},
 }
 PLOT_KEYS = {
-    "kind": _choice("curves", "curves_zoom", "vae_grid"),
+    "kind": _choice("curves", "curves_zoom", "curves_time", "vae_grid"),
     "title": STRING,
     "ylabel": STRING,
     "yscale": _choice("linear", "log"),
@@ -142,6 +142,11 @@ PLOT_OPTIONAL = {
     ),
     "ymax": POSITIVE_NUMBER,
     "legend_state_bytes": BOOL,
+    # curves_time: the loss plotted ("train_loss": mean over the logged steps; "train_set_loss":
+    # the whole training set, needs eval_train_set) and the run whose seconds per epoch are the
+    # time unit.
+    "metric": _choice("train_loss", "train_set_loss"),
+    "time_unit_run": Rule("a run id of this figure", (str,), bool),
 }
 SEARCH_KEYS = {
     "alphas": Rule(
@@ -254,8 +259,11 @@ def _check_run(path: str, run: Any, figure: str, kind: str, plot_kind: str) -> N
         {"name": None, "learning_rate": None},
         {"schedule": None, "hparams": None, "state_precision": None},
     )
-    _check_value(f"{where}.name", opt["name"], _choice(*sorted(optimizers.OPTIMIZERS)))
+    _check_value(f"{where}.name", opt["name"], _choice(*optimizers.NAMES))
     _check_value(f"{where}.learning_rate", opt["learning_rate"], POSITIVE_NUMBER)
+    if optimizers.is_sfo(opt):
+        _check_sfo(where, opt)
+        return
     if "schedule" in opt:
         _check_value(f"{where}.schedule", opt["schedule"], _choice(*optimizers.SCHEDULES))
     if "state_precision" in opt:  # Which optimizers take it: optimizers.build below.
@@ -283,6 +291,22 @@ def _check_run(path: str, run: Any, figure: str, kind: str, plot_kind: str) -> N
         name = message.split(" ", 1)[0]
         message = f"{where}.hparams.{name}: {message}" if name in rules else str(error)
         raise ConfigError(message) from None
+
+
+def _check_sfo(where: str, opt: Any) -> None:
+    """SFO's entry: integer/real hyperparameters; the subfunction count is known at run time."""
+    rules = {
+        "hessian_init": POSITIVE_NUMBER,
+        "init_active": POSITIVE_INT,
+        "max_history": POSITIVE_INT,
+    }
+    context = f"with {where}.name='sfo'"
+    _check_keys(f"{where}.hparams", opt.get("hparams", {}), {}, rules, context)
+    _check_fields(f"{where}.hparams", opt.get("hparams", {}), rules)
+    try:
+        optimizers.build_sfo(opt, 2**31 - 1, where=where)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _check_search(path: str, search: Any, runs: Any) -> None:
@@ -316,12 +340,23 @@ def check_figure_config(config: Any, path: str = "config") -> None:
     _check_keys(f"{path}.plot", config["plot"], PLOT_KEYS, PLOT_OPTIONAL)
     _check_fields(f"{path}.plot", config["plot"], {**PLOT_KEYS, **PLOT_OPTIONAL})
     plot_kind = config["plot"]["kind"]
-    needed = {"curves_zoom": "zoom_epochs", "vae_grid": "budgets_epochs"}.get(plot_kind)
+    needed = {
+        "curves_zoom": "zoom_epochs",
+        "vae_grid": "budgets_epochs",
+        "curves_time": "time_unit_run",
+    }.get(plot_kind)
     if needed and needed not in config["plot"]:
         raise ConfigError(f"{path}.plot.{needed}: missing; {path}.plot.kind={plot_kind!r} needs it")
     runs = config["runs"]
     if not _is_group(runs) or not runs:
         raise ConfigError(f"{path}.runs: expected at least one run, found {_show(runs)}")
+    unit = config["plot"].get("time_unit_run")
+    if plot_kind == "curves_time" and unit not in runs:
+        raise ConfigError(
+            f"{path}.plot.time_unit_run: expected one of {sorted(runs)}, found {_show(unit)}"
+        )
+    if config["plot"].get("metric") == "train_set_loss" and not config["eval_train_set"]:
+        raise ConfigError(f"{path}.plot.metric: 'train_set_loss' needs {path}.eval_train_set=True")
     for run_id in runs.keys():
         if not RUN_ID.fullmatch(str(run_id)):
             raise ConfigError(

@@ -17,6 +17,7 @@ from typing import Any
 import optax
 
 import jadam
+from jadam.experiments.sfo import SFO
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,9 @@ OPTIMIZERS: dict[str, Spec] = {
         fixed=("min_dim_size_to_factor",),
     ),
 }
+# SFO (jadam.experiments.sfo) is no optax transformation: the runner drives it separately.
+SFO_HPARAMS = ("hessian_init", "init_active", "max_history")
+NAMES = tuple(sorted([*OPTIMIZERS, "sfo"]))
 SCHEDULES = ("constant", "inverse_sqrt")
 # Config value → jadam's state_precision= argument ("float32": the default float32 moments).
 STATE_PRECISIONS = {"float32": None, "bfloat16": "bfloat16", "8bit": "8bit"}
@@ -93,6 +97,8 @@ _STATE_LABELS = {"bfloat16": "bfloat16 state", "8bit": "8-bit state"}
 def label(opt: Mapping[str, Any]) -> str:
     """Display name of an optimizer entry, e.g. "Adam", "Adam (no bias correction)" or
     "Adam (8-bit state)"."""
+    if is_sfo(opt):
+        return "SFO"
     text = OPTIMIZERS[opt["name"]].label
     if dict(opt.get("hparams") or {}).get("bias_correction") is False:
         text += " (no bias correction)"
@@ -144,6 +150,38 @@ def _hparams(opt: Mapping[str, Any], where: str) -> tuple[Spec, dict[str, Any], 
             )
         static["state_precision"] = STATE_PRECISIONS[precision]
     return spec, numeric, static
+
+
+def is_sfo(opt: Mapping[str, Any]) -> bool:
+    """Whether an optimizer entry names SFO (the sum-of-functions optimizer)."""
+    return opt.get("name") == "sfo"
+
+
+def build_sfo(opt: Mapping[str, Any], num_subfunctions: int, where: str = "optimizer") -> SFO:
+    """SFO over ``num_subfunctions`` mini-batches from a config entry: ``learning_rate``
+    multiplies its steps (1 is the paper's method); ``hparams`` from :data:`SFO_HPARAMS`.
+
+    Example:
+      >>> build_sfo({"name": "sfo", "learning_rate": 1.0}, 31).num_subfunctions
+      31
+    """
+    lr = opt.get("learning_rate")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"{where}.learning_rate: expected a positive number, found {lr!r}")
+    for key, allowed in (("schedule", "constant"), ("state_precision", "float32")):
+        if opt.get(key, allowed) != allowed:
+            raise ValueError(f"{where}.{key}: 'sfo' takes only {allowed!r}, found {opt[key]!r}")
+    given = dict(opt.get("hparams") or {})
+    unknown = sorted(set(given) - set(SFO_HPARAMS))
+    if unknown:
+        raise ValueError(
+            f"{where}.hparams: {unknown} not accepted by 'sfo'; expected a subset of "
+            f"{sorted(SFO_HPARAMS)}"
+        )
+    try:
+        return SFO(num_subfunctions, learning_rate=float(lr), **given)
+    except ValueError as error:
+        raise ValueError(f"{where}.hparams: {error}") from None
 
 
 def signature(opt: Mapping[str, Any]) -> tuple:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -198,6 +199,104 @@ def make_train_chunk(
     return train_chunk
 
 
+def _optax_run(config, opt, graphdef, params, shape, where) -> tuple[Any, Callable, Callable]:
+    """(state, train_chunk, evaluate) for a jadam optimizer (an optax transformation);
+    ``shape`` is (number of training examples, steps per call, batch sharding)."""
+    num_examples, steps_per_call, batch_sharding = shape
+    bad_limit = config.get("max_consecutive_bad_steps", 0)
+    tx = optimizers.build(opt, where=where)
+    if bad_limit:
+        tx = jadam.skip_nonfinite(tx)
+    cache_key = (
+        graphdef,
+        optimizers.signature(opt),
+        bool(bad_limit),  # skip_nonfinite wraps the optimizer state
+        config.model.kind,
+        config.batch_size,
+        num_examples,
+        steps_per_call,
+        batch_sharding,
+    )
+    if cache_key not in _COMPILED:
+        _COMPILED[cache_key] = (
+            make_train_chunk(
+                graphdef,
+                tx,
+                config.model.kind,
+                batch_size=config.batch_size,
+                num_examples=num_examples,
+                chunk=steps_per_call,
+                batch_sharding=batch_sharding,
+                ignore_nan_losses=bool(bad_limit),
+            ),
+            make_evaluate(graphdef, config.model.kind),
+        )
+    return ((params, tx.init(params)), *_COMPILED[cache_key])
+
+
+def _sfo_run(config, opt, model_config, graphdef, params, num_examples, where):
+    """(state, train_chunk, evaluate) for SFO: one subfunction per mini-batch of a fixed
+    partition of the training set, so the model must be deterministic (no dropout)."""
+    noisy = [k for k in ("input_dropout", "hidden_dropout") if model_config.get(k, 0)]
+    if noisy or config.model.kind == "vae":
+        raise ConfigError(
+            f"{where}.name: 'sfo' needs a deterministic cost (the same fᵢ at every "
+            f"evaluation), found {config.model.kind!r} with {noisy or 'a sampled latent'}; "
+            "set the dropout rates to 0 for this run"
+        )
+    sfo = optimizers.build_sfo(opt, num_examples // config.batch_size, where=where)
+    steps_per_call = config.get("steps_per_call", 0) or config.log_every
+    cache_key = ("sfo", graphdef, sfo, config.model.kind, config.batch_size, num_examples)
+    if cache_key not in _COMPILED:
+        _COMPILED[cache_key] = (
+            make_sfo_chunk(
+                graphdef,
+                sfo,
+                config.model.kind,
+                batch_size=config.batch_size,
+                num_examples=num_examples,
+                chunk=steps_per_call,
+            ),
+            make_evaluate(graphdef, config.model.kind),
+        )
+    return ((params, sfo.init(params)), *_COMPILED[cache_key])
+
+
+def make_sfo_chunk(
+    graphdef: nnx.GraphDef, sfo: Any, kind: str, *, batch_size: int, num_examples: int, chunk: int
+) -> Callable:
+    """Jitted ``((params, sfo_state), start, x, y, key) → (state, mean fᵢ)``: ``chunk`` SFO steps.
+
+    Subfunction i is the mean loss on mini-batch i of epoch 0's permutation (the same
+    mini-batches every epoch: SFO models each one), evaluated without dropout. ``start`` is
+    unused (SFO picks its own mini-batches), so resuming from a checkpoint is exact.
+    """
+    loss_fn = _loss_fn(kind)
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def train_chunk(state, start, x, y, key):
+        del start
+        params, sfo_state = state
+        unravel = jax.flatten_util.ravel_pytree(params)[1]
+        data_key, _ = jax.random.split(key)
+        permutation = jax.random.permutation(jax.random.fold_in(data_key, 0), num_examples)
+
+        def value_and_grad(theta, index):
+            batch = jax.lax.dynamic_slice_in_dim(permutation, index * batch_size, batch_size)
+
+            def loss(theta):
+                return loss_fn(nnx.merge(graphdef, unravel(theta)), x[batch], y[batch], None)[0]
+
+            return jax.value_and_grad(loss)(theta)
+
+        sfo_state, values = jax.lax.scan(
+            lambda s, _: sfo.step(s, value_and_grad), sfo_state, None, length=chunk
+        )
+        return (unravel(sfo_state.theta), sfo_state), values.mean()
+
+    return train_chunk
+
+
 def make_evaluate(graphdef: nnx.GraphDef, kind: str) -> Callable:
     """Jitted ``(params, x, y, mask) → (sum of losses, number correct)`` over one padded batch."""
     loss_fn = _loss_fn(kind)
@@ -322,6 +421,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
     )  # Rewritten from the restored logs below, so a resume repeats nothing.
     summary = []
     run_ids = list(config.runs)
+    timed = config.plot.kind == "curves_time"
     progress = tqdm(
         total=num_steps * len(run_ids),
         desc=config.figure,
@@ -338,37 +438,26 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
         }
         model = build_model(model_config, dataset, config.seed)
         graphdef, params = nnx.split(model)
-        tx = optimizers.build(run.optimizer, where=f"config.runs.{run_id}.optimizer")
-        if bad_limit:
-            tx = jadam.skip_nonfinite(tx)
-        state = (params, tx.init(params))
-        state_bytes = jadam.state_nbytes(state[1]) / sum(p.size for p in jax.tree.leaves(params))
-        cache_key = (
-            graphdef,
-            optimizers.signature(run.optimizer),
-            bool(bad_limit),  # skip_nonfinite wraps the optimizer state
-            kind,
-            config.batch_size,
-            len(dataset.train_y),
-            steps_per_call,
-            batch_sharding,
-            bad_limit > 0,
-        )
-        if cache_key not in _COMPILED:
-            _COMPILED[cache_key] = (
-                make_train_chunk(
-                    graphdef,
-                    tx,
-                    kind,
-                    batch_size=config.batch_size,
-                    num_examples=len(dataset.train_y),
-                    chunk=steps_per_call,
-                    batch_sharding=batch_sharding,
-                    ignore_nan_losses=bool(bad_limit),
-                ),
-                make_evaluate(graphdef, kind),
+        where = f"config.runs.{run_id}.optimizer"
+        if optimizers.is_sfo(run.optimizer):
+            if bad_limit or batch_sharding is not None:
+                raise ConfigError(
+                    f"{where}.name: 'sfo' runs on one device and skips non-finite evaluations "
+                    "itself; set config.mesh='' and config.max_consecutive_bad_steps=0"
+                )
+            state, train_chunk, evaluate = _sfo_run(
+                config, run.optimizer, model_config, graphdef, params, len(dataset.train_y), where
             )
-        train_chunk, evaluate = _COMPILED[cache_key]
+        else:
+            state, train_chunk, evaluate = _optax_run(
+                config,
+                run.optimizer,
+                graphdef,
+                params,
+                (len(dataset.train_y), steps_per_call, batch_sharding),
+                where,
+            )
+        state_bytes = jadam.state_nbytes(state[1]) / sum(p.size for p in jax.tree.leaves(params))
         base = {
             "figure": config.figure,
             "run": run_id,
@@ -396,6 +485,10 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
             out.writelines(json.dumps(r) + "\n" for r in log["records"])
         progress.update(log["step"] if not log.get("finished") else num_steps)
 
+        if timed and not log.get("finished"):  # Compile first: timed steps exclude compilation.
+            train_chunk = train_chunk.lower(
+                state, jnp.asarray(log["step"], jnp.int32), x_train, y_train, key
+            ).compile()
         start_time = time.perf_counter()
         resumed_from = log["step"]
         while not log.get("finished"):
@@ -407,6 +500,7 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                 _save(manager, step, state, log)
                 break
             losses = []
+            chunk_start = time.perf_counter()
             for offset in range(0, config.log_every, steps_per_call):
                 state, loss = train_chunk(
                     state, jnp.asarray(step + offset, jnp.int32), x_train, y_train, key
@@ -429,6 +523,11 @@ def run_figure(config: ml_collections.ConfigDict, workdir: str | os.PathLike) ->
                 "epoch": round(step / steps_per_epoch, 6),
                 "train_loss": _finite(loss),
             }
+            if timed:  # Seconds spent in training steps so far (no compilation, no evaluation).
+                log["train_time_s"] = log.get("train_time_s", 0.0) + (
+                    time.perf_counter() - chunk_start
+                )
+                record["train_time_s"] = round(log["train_time_s"], 4)
             if step % config.eval_every == 0 or step >= num_steps:
                 totals = [evaluate(state[0], bx, by, bm) for bx, by, bm in test_batches]
                 record["test_loss"] = _finite(
