@@ -174,7 +174,7 @@ def test_unknown_optimizer_and_hyperparameter(tmp_path):
     config.runs.adam.optimizer.name = "adamm"
     with pytest.raises(
         ValueError,
-        match=r"config.runs.adam.optimizer.name: expected one of \['adadelta', .*\], "
+        match=r"config.runs.adam.optimizer.name: expected one of \['adabelief', 'adadelta', .*\], "
         r"found 'adamm'",
     ):
         train.train_and_evaluate(config, tmp_path)
