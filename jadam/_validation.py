@@ -77,10 +77,34 @@ def check_non_negative(name: str, value: Any) -> None:
 
 
 def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
-    """Accepts a finite number ≥ 0, a JAX array, or a schedule (a callable of the step count)."""
+    """Accepts a finite number ≥ 0, a JAX array, or a schedule (a callable of the step count).
+
+    Also what a weight decay λ (or any rate that may follow a schedule) must be.
+
+    >>> check_learning_rate(-1.0, "weight_decay")
+    Traceback (most recent call last):
+    ...
+    ValueError: weight_decay must be in [0.0, inf], got -1.0.
+    """
     if callable(value):
         return
     check_non_negative(name, value)
+
+
+def check_adam_hyperparameters(b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0) -> None:
+    """Checks the decays and ε's every Adam-family algorithm shares (concrete numbers only).
+
+    β1, β2 ∈ [0, 1) (Algorithm 1's "Require"), ε ≥ 0 and ε_root ≥ 0.
+
+    >>> check_adam_hyperparameters(0.9, 1.0, 1e-8)
+    Traceback (most recent call last):
+    ...
+    ValueError: b2 must be in [0.0, 1.0), got 1.0.
+    """
+    check_range("b1", b1, 0.0, 1.0)
+    check_range("b2", b2, 0.0, 1.0)
+    check_non_negative("eps", eps)
+    check_non_negative("eps_root", eps_root)
 
 
 def check_dtype(name: str, value: Any) -> None:
@@ -102,10 +126,19 @@ def _describe(leaf: Any) -> str:
     return f"shape {tuple(shape)}" if shape is not None else type(leaf).__name__
 
 
-def check_tree_matches(updates: Any, reference: Any, what: str = "optimizer state") -> None:
+def check_tree_matches(
+    updates: Any,
+    reference: Any,
+    what: str = "optimizer state",
+    *,
+    leaf_mismatch: Callable[[Any, Any], str | None] | None = None,
+) -> None:
     """Raises ``ValueError`` naming the first path where ``updates`` and ``reference`` differ.
 
     Compares tree structure and leaf shapes; runs at trace time, so it costs nothing under jit.
+    ``leaf_mismatch(g, r)``, if given, replaces the shape comparison of a leaf pair: it returns
+    what is wrong (a message) or None (a stored form whose shape is not the gradient's, such
+    as packed 8-bit blocks, says there whether a gradient fits it).
 
     >>> import jax.numpy as jnp
     >>> check_tree_matches({"w": jnp.ones(2)}, {"b": jnp.ones(2)})
@@ -128,7 +161,11 @@ def check_tree_matches(updates: Any, reference: Any, what: str = "optimizer stat
     for (path, g), (_, r) in zip(got, want, strict=True):
         if g is not None:
             check_floating_leaf(f"gradient at {jax.tree_util.keystr(path)}", g)
-        if (g is None) != (r is None) or (
+        if leaf_mismatch is not None and g is not None and r is not None:
+            problem = leaf_mismatch(g, r)
+            if problem:
+                raise ValueError(problem)
+        elif (g is None) != (r is None) or (
             g is not None and np.shape(g) != np.shape(r)  # shapes only: dtypes may differ
         ):
             raise ValueError(
