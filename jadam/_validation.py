@@ -126,19 +126,10 @@ def _describe(leaf: Any) -> str:
     return f"shape {tuple(shape)}" if shape is not None else type(leaf).__name__
 
 
-def check_tree_matches(
-    updates: Any,
-    reference: Any,
-    what: str = "optimizer state",
-    *,
-    leaf_mismatch: Callable[[Any, Any], str | None] | None = None,
-) -> None:
+def check_tree_matches(updates: Any, reference: Any, what: str = "optimizer state") -> None:
     """Raises ``ValueError`` naming the first path where ``updates`` and ``reference`` differ.
 
     Compares tree structure and leaf shapes; runs at trace time, so it costs nothing under jit.
-    ``leaf_mismatch(g, r)``, if given, replaces the shape comparison of a leaf pair: it returns
-    what is wrong (a message) or None (a stored form whose shape is not the gradient's, such
-    as packed 8-bit blocks, says there whether a gradient fits it).
 
     >>> import jax.numpy as jnp
     >>> check_tree_matches({"w": jnp.ones(2)}, {"b": jnp.ones(2)})
@@ -161,11 +152,7 @@ def check_tree_matches(
     for (path, g), (_, r) in zip(got, want, strict=True):
         if g is not None:
             check_floating_leaf(f"gradient at {jax.tree_util.keystr(path)}", g)
-        if leaf_mismatch is not None and g is not None and r is not None:
-            problem = leaf_mismatch(g, r)
-            if problem:
-                raise ValueError(problem)
-        elif (g is None) != (r is None) or (
+        if (g is None) != (r is None) or (
             g is not None and np.shape(g) != np.shape(r)  # shapes only: dtypes may differ
         ):
             raise ValueError(
