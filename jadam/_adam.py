@@ -25,7 +25,7 @@ from jadam._storage import Moments
 from jadam._validation import (
     check_adam_hyperparameters,
     check_flag,
-    check_learning_rate,
+    check_non_negative_or_schedule,
     check_range,
 )
 
@@ -261,7 +261,7 @@ def adamw(
       >>> params = jnp.ones(2)
       >>> updates, _ = tx.update(jnp.ones(2), tx.init(params), params)
     """
-    check_learning_rate(weight_decay, "weight_decay")
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     spec = adam_spec(
         b1, b2, eps, eps_root, nesterov=nesterov, learning_rate=learning_rate,
         weight_decay=weight_decay, mask=mask,
@@ -318,7 +318,7 @@ def nadamw(
             state_precision=state_precision,
         )
     _check_momentum_decay_options(nesterov, eps_root, nu_dtype, state_precision)
-    check_learning_rate(weight_decay, "weight_decay")
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
     return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))
 

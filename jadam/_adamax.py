@@ -12,7 +12,7 @@ from jadam._family import init_state, step_moments
 from jadam._primitives import bias_correction, normalize, update_infinity_norm
 from jadam._spec import StepSpec
 from jadam._storage import Moments, floor_denominator
-from jadam._validation import check_adam_hyperparameters, check_learning_rate
+from jadam._validation import check_adam_hyperparameters, check_non_negative_or_schedule
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -145,7 +145,7 @@ def adamaxw(
       >>> tx.update(jnp.array([3.0]), tx.init(params), params)[0]  # −α·(1 + λ·θ)
       Array([-0.003], dtype=float32)
     """
-    check_learning_rate(weight_decay, "weight_decay")
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_adamax(
         b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype, state_precision=state_precision
     )

@@ -21,8 +21,8 @@ from jadam._primitives import (
 from jadam._storage import Moments
 from jadam._validation import (
     check_adam_hyperparameters,
-    check_learning_rate,
     check_non_negative,
+    check_non_negative_or_schedule,
     check_range,
 )
 
@@ -146,7 +146,7 @@ def ademamix(
       >>> params = {"w": jnp.ones(2)}
       >>> updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
     """
-    check_learning_rate(weight_decay, "weight_decay")
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_ademamix(
         b1,
         b2,

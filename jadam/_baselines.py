@@ -27,8 +27,8 @@ from jadam._validation import (
     FLOAT32_TINY,
     check_dtype,
     check_flag,
-    check_learning_rate,
     check_non_negative,
+    check_non_negative_or_schedule,
     check_range,
     check_tree_matches,
 )
@@ -381,7 +381,7 @@ def adadelta(
       >>> bool((updates < 0).all())
       True
     """
-    check_learning_rate(weight_decay, "weight_decay")
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     no_decay = weight_decay_mask is None and isinstance(weight_decay, (int, float))
     if no_decay and weight_decay == 0:
         decay = optax.identity()  # the same (empty) state, and params are not needed

@@ -10,7 +10,7 @@ import optax
 from jadam._adam import scale_by_adam
 from jadam._alias import with_learning_rate
 from jadam._primitives import abs_sq, map_leaves, upcast
-from jadam._validation import check_learning_rate, check_non_negative, check_tree_matches
+from jadam._validation import check_non_negative, check_non_negative_or_schedule, check_tree_matches
 
 
 def _norm(x: Any, min_norm: Any) -> Any:
@@ -105,7 +105,7 @@ def lamb(
     Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
     minutes", ICLR 2020.
     """
-    check_learning_rate(weight_decay, "weight_decay")
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     return with_learning_rate(
         learning_rate,
         scale_by_adam(

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from jadam import _validation
+from jadam._validation import check_floating_tree
 
 _is_none = lambda x: x is None  # noqa: E731
 
@@ -132,7 +132,7 @@ def map_moment(
 
     >>> import jax.numpy as jnp
     >>> map_moment(lambda g, v: v + g, jnp.array([1e6]), jnp.array([0.0], jnp.float16))
-    Array([65504.], dtype=float16)
+    Array([6.55e+04], dtype=float16)
     """
 
     def leaf(g, previous, *more):
@@ -257,7 +257,7 @@ def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
       real: store the real counterpart of a complex dtype (for |g|² moments).
     """
 
-    _validation.check_floating_tree(params, "parameter")
+    check_floating_tree(params, "parameter")
 
     def leaf(p):
         leaf_dtype = dtype if dtype is not None else p.dtype

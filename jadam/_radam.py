@@ -23,7 +23,7 @@ from jadam._storage import Moments, floor_denominator
 from jadam._validation import (
     check_adam_hyperparameters,
     check_flag,
-    check_learning_rate,
+    check_non_negative_or_schedule,
     check_range,
 )
 
@@ -157,7 +157,7 @@ def radam(
       >>> state = torch_like.init(jnp.zeros(3))
     """
     check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    check_learning_rate(weight_decay, "weight_decay")
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_radam(
         b1,
         b2,

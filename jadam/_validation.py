@@ -77,18 +77,22 @@ def check_non_negative(name: str, value: Any) -> None:
 
 
 def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
-    """Accepts a finite number ≥ 0, a JAX array, or a schedule (a callable of the step count).
+    """Accepts a finite number ≥ 0, a JAX array, or a schedule (a callable of the step count)."""
+    check_non_negative_or_schedule(name, value)
 
-    Also what a weight decay λ (or any rate that may follow a schedule) must be.
 
-    >>> check_learning_rate(-1.0, "weight_decay")
+def check_non_negative_or_schedule(name: str, value: Any) -> None:
+    """Raises ``ValueError`` unless ``value`` is a schedule (callable), a JAX value or a number ≥ 0.
+
+    What a learning rate α or a weight decay λ may be.
+
+    >>> check_non_negative_or_schedule("weight_decay", -1.0)
     Traceback (most recent call last):
     ...
     ValueError: weight_decay must be in [0.0, inf], got -1.0.
     """
-    if callable(value):
-        return
-    check_non_negative(name, value)
+    if not callable(value):
+        check_non_negative(name, value)
 
 
 def check_adam_hyperparameters(b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0) -> None:
