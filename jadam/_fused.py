@@ -18,7 +18,6 @@ arithmetic with one :class:`FusedFallbackWarning` per reason and process.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +31,7 @@ from jadam import _kernel, _packed, _primitives, _storage, _validation
 from jadam import _kernel_reference as reference
 from jadam._packed import PackedAdamState
 from jadam._precision import StochasticRounding
-from jadam._quantization import Blockwise8bit, packed_shape
+from jadam._quantization import Blockwise8bit
 from jadam._spec import StepSpec
 
 _is_none = lambda x: x is None  # noqa: E731
@@ -129,19 +128,21 @@ def environment_reason(
 
 def _expected_moment(storage: Any, shape: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
     """(shape, dtype) the pure path stores a moment in, for a float32 leaf of ``shape``."""
-    if isinstance(storage, StochasticRounding):
-        return shape, jnp.dtype(storage.dtype)
-    if isinstance(storage, Blockwise8bit) and math.prod(shape) >= storage.min_size:
-        return packed_shape(math.prod(shape), storage.block_size), jnp.dtype(jnp.uint8)
-    return shape, jnp.dtype(jnp.float32)
+    if storage is None:
+        return shape, jnp.dtype(jnp.float32)
+    return storage.stored_form(shape)
 
 
 def _kind(storage: Any, dtype: Any) -> int:
-    if dtype == jnp.uint8:
-        return _kernel.BLOCKWISE8 if storage.stochastic else _kernel.BLOCKWISE8_NEAREST
-    return {jnp.bfloat16: _kernel.BFLOAT16, jnp.float16: _kernel.FLOAT16}.get(
-        dtype.type, _kernel.FLOAT32
-    )
+    """The kernel's code for a stored moment of ``dtype``, as ``storage`` names it."""
+    codes = {
+        "float32": _kernel.FLOAT32,
+        "bfloat16": _kernel.BFLOAT16,
+        "float16": _kernel.FLOAT16,
+        "blockwise8": _kernel.BLOCKWISE8,
+        "blockwise8_nearest": _kernel.BLOCKWISE8_NEAREST,
+    }
+    return codes["float32" if storage is None else storage.kernel_kind(dtype)]
 
 
 def _check_moment(name: str, path: str, stored: Any, grad: Any, storage: Any) -> None:
