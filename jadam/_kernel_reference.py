@@ -64,8 +64,7 @@ def _leaf(plan, leaf, scalars, p, g, m_stored, v_stored):
     elif leaf.kind != K.FLOAT32 and leaf.kind != K.BFLOAT16:
         s = S.floor_denominator(s, new_v, v, value("divisor"), root=plan.algorithm == K.ADAM)
     m_hat = m * value("inverse_bias_correction1")
-    denominator = s + value("eps")
-    direction = P.safe_divide(m_hat, denominator) if plan.safe else m_hat / denominator
+    direction = P.step_direction(m_hat, s, value("eps"), safe=plan.safe)
     if leaf.decay:
         direction = direction + value("weight_decay") * p
     update = direction * value("neg_learning_rate")
