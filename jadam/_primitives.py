@@ -83,6 +83,24 @@ def squared_magnitude(g: jax.Array, dtype: Any) -> jax.Array:
     return cast(abs_sq(cast(g, compute_dtype(g.dtype))), dtype)
 
 
+def saturate(x: jax.Array, dtype: Any, *, nonnegative: bool = False) -> jax.Array:
+    """``x`` clipped to the finite range of the float ``dtype``, in ``x``'s own dtype.
+
+    ±inf and values beyond ``dtype``'s largest become that largest value; NaN stays NaN.
+    ``nonnegative=True`` (second moments, infinity norms) checks the upper limit only.
+
+    >>> import jax.numpy as jnp
+    >>> saturate(jnp.array([1e6, -2.0, -jnp.inf]), jnp.float16)
+    Array([ 65504.,     -2., -65504.], dtype=float32)
+    """
+    bound = np.asarray(jnp.finfo(dtype).max, x.dtype)
+    # Not jnp.clip: XLA's CPU fusion duplicates a clamped producer into its consumers and then
+    # copies every donated moment buffer before overwriting it (two extra passes per leaf).
+    if not nonnegative:
+        x = lax.select(lax.lt(x, lax.neg(bound)), lax.full_like(x, -bound), x)
+    return lax.select(lax.gt(x, bound), lax.full_like(x, bound), x)
+
+
 def saturating_cast(x: jax.Array, dtype: Any, *, nonnegative: bool = False) -> jax.Array:
     """``x`` cast to a moment's storage ``dtype``, ±inf and overflow clipped to its largest value.
 
@@ -90,7 +108,7 @@ def saturating_cast(x: jax.Array, dtype: Any, *, nonnegative: bool = False) -> j
     there, freezing the coordinate. The moment updates use it wherever the storage dtype is
     narrower than the float32 (or wider) arithmetic; a moment stored in its compute dtype
     overflows only when the arithmetic does. NaN stays NaN. ``nonnegative=True`` (second
-    moments, infinity norms) checks the upper limit only.
+    moments, infinity norms) checks the upper limit only. See :func:`saturate`.
 
     >>> import jax.numpy as jnp
     >>> saturating_cast(jnp.array([1e6, 2.0, jnp.inf]), jnp.float16)
@@ -98,14 +116,7 @@ def saturating_cast(x: jax.Array, dtype: Any, *, nonnegative: bool = False) -> j
     """
     if not jnp.issubdtype(dtype, jnp.floating) or jnp.iscomplexobj(x):
         return x.astype(dtype)  # complex first moments: cast as is
-    limit = jnp.finfo(dtype).max
-    # Not jnp.clip: XLA's CPU fusion duplicates a clamped producer into its consumers and then
-    # copies every donated moment buffer before overwriting it (two extra passes per leaf).
-    bound = np.asarray(limit, x.dtype)
-    if nonnegative:
-        return cast(lax.select(lax.gt(x, bound), lax.full_like(x, bound), x), dtype)
-    clipped = lax.select(lax.lt(x, lax.neg(bound)), lax.full_like(x, -bound), x)
-    return cast(lax.select(lax.gt(x, bound), lax.full_like(x, bound), clipped), dtype)
+    return cast(saturate(x, dtype, nonnegative=nonnegative), dtype)
 
 
 def _narrower(storage: Any, compute: Any) -> bool:
