@@ -26,7 +26,7 @@ import matplotlib
 import numpy as np
 import optax
 
-from jadam.experiments import config_check, optimizers, train
+from jadam.experiments import config_lib, optimizers, train
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -92,7 +92,7 @@ def step_time_ratios(
 
 
 def train_problem(arg: str, workdir: Path) -> tuple[dict[str, dict], dict]:
-    config = config_check.load_config_file(f"{ROOT / 'configs' / 'family.py'}:{arg}")
+    config = config_lib.load_config_file(f"{ROOT / 'configs' / 'family.py'}:{arg}")
     config.progress = False
     rows = train.run_figure(config, workdir / (arg or "mlp"))
     return best_runs(rows), config

@@ -15,12 +15,13 @@ default), RMSProp 1e-3, AdaGrad 1e-2, SGDNesterov 0.1 (Figure 2(a)'s), AdaDelta 
 Adam 0.0033, SGDNesterov 0.0043, RMSProp 0.0073, AdaDelta 0.0176, SFO 0.0332, AdaGrad 0.392.
 """
 
-from jadam.experiments.config_lib import base_config, run
+from jadam.experiments.config_lib import base_config, check_arg, make_smoke, run
 
 EPOCHS = 4  # SFO's steps are ~15× Adam's on this machine; 4 epochs keep the main command short.
 
 
 def get_config(arg: str = ""):
+    check_arg("fig2b_mlp_sfo", arg)
     config = base_config(
         "fig2b_mlp_sfo",
         "mnist",
@@ -45,8 +46,5 @@ def get_config(arg: str = ""):
     config.runs.sfo = run("sfo", 1.0, hessian_init=1e3)
     if arg == "smoke":
         config.model.hidden = (64, 64)
-        config.num_train, config.num_test, config.batch_size = 512, 200, 64
-        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 8, 8, 8
-    elif arg:
-        raise ValueError(f"fig2b_mlp_sfo: unknown config argument {arg!r}; expected '' or 'smoke'")
+        make_smoke(config, steps=(3, 8, 8, 8))
     return config
