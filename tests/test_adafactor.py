@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import reference_family as ref
+import reference_successors as ref
 from test_state_precision_training import train
 
 import jadam

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax.contrib
 import pytest
-import reference_family as ref
+import reference_successors as ref
 from conftest import gradient_sequence, run_updates
 from test_state_precision_training import SMALL_8BIT, train
 

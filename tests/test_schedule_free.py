@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import optax.contrib
 import pytest
-import reference_family as ref
+import reference_successors as ref
 from test_state_precision_training import SMALL_8BIT, train
 
 import jadam

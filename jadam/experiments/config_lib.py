@@ -84,11 +84,13 @@ def make_smoke(
     config: ml_collections.ConfigDict,
     sizes: tuple[int, int, int] = (512, 200, 64),
     steps: tuple[int, int, int, int] = (3, 4, 8, 8),
+    *,
+    keep_search: bool = False,
 ) -> None:
     """Makes ``config`` its tiny test variant: ``sizes`` = (num_train, num_test, batch_size),
     ``steps`` = (num_epochs, log_every, eval_every, checkpoint_every); a search group becomes
-    a two-point grid."""
-    if "search" in config:
+    a two-point grid unless ``keep_search``."""
+    if "search" in config and not keep_search:
         config.search = search((0.01, 0.1), max_extensions=1)
     config.num_train, config.num_test, config.batch_size = sizes
     config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = steps

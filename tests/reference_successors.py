@@ -1,4 +1,4 @@
-"""NumPy float64 transcriptions of the Adam family's later members (issue 16). Never imports jadam.
+"""NumPy float64 transcriptions of the Adam family's later members. Never imports jadam.
 
 Written from each paper's algorithm box, one step at a time. The stateless-in-θ members take
 gradients of shape (T, ...) and return the T updates Δ_t (θ_t = θ_{t−1} + Δ_t); the members whose

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 from problems import train
-from test_variants_anchors import train_torch
+from test_parity_adam_variants import train_torch
 
 import jadam
 

@@ -1,4 +1,4 @@
-"""NumPy float64 transcriptions of the paper variants (issue 6). Never imports jadam.
+"""NumPy float64 transcriptions of the paper variants. Never imports jadam.
 
 Each function takes gradients of shape (T, ...) and returns the T updates Δ_t (θ_t = θ_{t−1} + Δ_t).
 Written from the papers and the anchors' documented formulas, step by step, without vectorizing
