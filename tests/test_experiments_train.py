@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 pytest.importorskip("flax")
-from jadam.experiments import checkpoints, config_check, optimizers, plots, train
+from jadam.experiments import checkpoints, config_check, models, optimizers, plots, train
 from jadam.experiments.config_lib import load_config_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +201,16 @@ def test_unknown_figure_name(tmp_path):
         train.train_and_evaluate(config, tmp_path)
     with pytest.raises(ValueError, match="unknown config argument 'tiny'"):
         get_config("fig2_mlp", "tiny")
+
+
+def test_unknown_model_kind_is_a_clear_error():
+    """The registry names the allowed kinds instead of building some other model."""
+    with pytest.raises(
+        ValueError,
+        match=r"model.kind: expected one of \['cnn', 'logreg', 'mlp', 'vae'\], found 'rnn'",
+    ):
+        models.build_model({"kind": "rnn", "hidden": 8, "latent": 2}, None, 0)
+    assert sorted(models.MODELS) == sorted(config_check.MODEL_KEYS)
 
 
 def test_no_bias_correction_is_jadams_ablation():
