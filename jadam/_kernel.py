@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jadam import _kernel_reference as reference
-from jadam import _primitives as P
+from jadam import _primitives
 
 TARGET = "jadam_fused_adam"
 _LIBRARY_STEM = "_fused_adam_kernel"
@@ -152,8 +152,8 @@ def scalars(
     f32 = jnp.float32
     if bias_correction:
         # XLA turns m / (1 − β^t) into m · (1 / (1 − β^t)); so does the kernel.
-        divisor = P.one_minus_power(b2, count).astype(f32)
-        bc1 = 1 / P.one_minus_power(b1, count).astype(f32)
+        divisor = _primitives.one_minus_power(b2, count).astype(f32)
+        bc1 = 1 / _primitives.one_minus_power(b1, count).astype(f32)
         bc2 = 1 / divisor
     else:
         divisor = bc1 = bc2 = jnp.ones([], f32)
