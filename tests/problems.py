@@ -4,6 +4,7 @@
   ``train_torch`` runs torch.optim on the same trajectory.
 - ``regression`` / ``train_regression``: a teacher-student regression for low-precision state.
 - ``tiny_params`` / ``tiny_grads`` / ``run_steps``: a two-leaf tree for the contract suite.
+- ``save_and_restore_orbax``: an orbax checkpoint round trip.
 - ``gradient_sequence`` / ``run_updates``: fixed gradient sequences fed to a transform under jit,
   for the comparisons with the NumPy transcriptions (reference*.py).
 """
@@ -174,3 +175,15 @@ def run_updates(tx: optax.GradientTransformation, grads: np.ndarray, dtype) -> n
         return jax.lax.scan(step, tx.init(params), grads)[1]
 
     return np.asarray(scan(grads))
+
+
+def save_and_restore_orbax(path, tree, like):
+    """Saves ``tree`` with orbax's StandardCheckpointer and restores it into the layout ``like``."""
+    import orbax.checkpoint as ocp
+
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(path, tree)
+    checkpointer.wait_until_finished()
+    restored = checkpointer.restore(path, like)
+    checkpointer.close()
+    return restored
