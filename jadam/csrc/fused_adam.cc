@@ -363,48 +363,29 @@ JADAM_ALWAYS_INLINE inline uint8_t Encode(float x, float factor, uint32_t bits) 
   // Subnormal range of the code: steps of 2^(1 − M − 16).
   const float steps = std::floor(y * static_cast<float>(1 << (kM - 1 + 16)) + uniform);
   const int32_t subnormal = static_cast<int32_t>(std::min(steps, 1024.0f));
+  // Normal range: (exponent − 127 + 16)·2^M + mantissa of the rounded bits, which is their
+  // top 9 + M bits minus (127 − 16)·2^M (y ≥ 0: no sign bit).
   const uint32_t raw = FloatBits(y) + noise;
-  const int32_t exponent = static_cast<int32_t>(raw >> 23) - 127 + (1 << kExponentBits);
-  const int32_t mantissa = static_cast<int32_t>((raw >> kDropped) & ((1u << kM) - 1));
-  int32_t code = y < 0x1p-15f ? subnormal : exponent * (1 << kM) + mantissa;
+  const int32_t normal = static_cast<int32_t>(raw >> kDropped) - ((127 - 16) << kM);
+  int32_t code = y < 0x1p-15f ? subnormal : normal;
   code = std::min(std::max(code, 0), (1 << (kExponentBits + kM)) - 1);
   if constexpr (kSigned) code |= x < 0.0f ? 128 : 0;
   return static_cast<uint8_t>(code);
 }
 
-// The absmax of a block as the pure path's reductions give it (NaN if any value is NaN),
-// in 8 lanes so that the loop vectorizes.
-JADAM_ALWAYS_INLINE inline void BlockRange(const float* __restrict x, size_t count,
-                                           bool padded, float* hi_out, float* lo_out) {
+// The extremes of a block in a fixed order (NaN if any value is NaN): 8 lanes, element j in
+// lane j mod 8, the tail in lane 0, then lanes 0..7 combined. The order only decides which of
+// +0 and −0 a zero extreme is; see BlockScale.
+JADAM_ALWAYS_INLINE inline void BlockRangeInOrder(const float* __restrict x, size_t count,
+                                                  bool padded, float* hi_out, float* lo_out) {
   float hi[8], lo[8];
   int32_t nan[8];
-  size_t j = 0;
-#if defined(__GNUC__) || defined(__clang__)
-  // GCC does not vectorize the lane arrays below (it sees reductions it may not reorder);
-  // the same lanes as vector-extension values (two SSE or one AVX register).
-  typedef float Lanes __attribute__((vector_size(32)));
-  typedef int32_t LaneMask __attribute__((vector_size(32)));
-  Lanes hi_lanes = Lanes{} + (padded ? 0.0f : -INFINITY);
-  Lanes lo_lanes = Lanes{} + (padded ? 0.0f : INFINITY);
-  LaneMask nan_lanes = LaneMask{};
-  for (; j + 8 <= count; j += 8) {
-    Lanes v;
-    std::memcpy(&v, x + j, sizeof(v));
-    const LaneMask keep_hi = hi_lanes > v;
-    const LaneMask keep_lo = lo_lanes < v;
-    hi_lanes = (Lanes)((keep_hi & (LaneMask)hi_lanes) | (~keep_hi & (LaneMask)v));
-    lo_lanes = (Lanes)((keep_lo & (LaneMask)lo_lanes) | (~keep_lo & (LaneMask)v));
-    nan_lanes |= v != v;
-  }
-  std::memcpy(hi, &hi_lanes, sizeof(hi));
-  std::memcpy(lo, &lo_lanes, sizeof(lo));
-  std::memcpy(nan, &nan_lanes, sizeof(nan));
-#else
   for (int k = 0; k < 8; ++k) {
     hi[k] = padded ? 0.0f : -INFINITY;
     lo[k] = padded ? 0.0f : INFINITY;
     nan[k] = 0;
   }
+  size_t j = 0;
   for (; j + 8 <= count; j += 8) {
     for (int k = 0; k < 8; ++k) {
       const float v = x[j + k];
@@ -413,7 +394,6 @@ JADAM_ALWAYS_INLINE inline void BlockRange(const float* __restrict x, size_t cou
       nan[k] |= v != v;
     }
   }
-#endif
   for (; j < count; ++j) {
     hi[0] = hi[0] > x[j] ? hi[0] : x[j];
     lo[0] = lo[0] < x[j] ? lo[0] : x[j];
@@ -428,6 +408,76 @@ JADAM_ALWAYS_INLINE inline void BlockRange(const float* __restrict x, size_t cou
   }
   *hi_out = any_nan ? NAN : h;
   *lo_out = any_nan ? NAN : l;
+}
+
+// The stored absmax of a block as the pure path's reductions give it: max(max x, −min x)
+// (signed) or max x, NaN if any value is NaN; zero padding of a partial block takes part.
+// The value of an extreme does not depend on the order of the comparisons, only the sign of a
+// zero does, and a zero absmax means an all-zero block: those (rare) blocks are redone in the
+// fixed order, all others take 32 independent lanes (GCC vectorizes neither: it sees
+// reductions it may not reorder; hence vector-extension values, two SSE or one AVX register
+// each).
+template <bool kSigned>
+JADAM_ALWAYS_INLINE inline float BlockScale(const float* __restrict x, size_t count, bool padded) {
+  float h, l;
+#if defined(__GNUC__) || defined(__clang__)
+  typedef float Lanes __attribute__((vector_size(32)));
+  typedef int32_t LaneMask __attribute__((vector_size(32)));
+  constexpr int kAccumulators = 4;
+  Lanes hi[kAccumulators], lo[kAccumulators];
+  LaneMask nan[kAccumulators];
+  for (int a = 0; a < kAccumulators; ++a) {
+    hi[a] = Lanes{} + (padded ? 0.0f : -INFINITY);
+    lo[a] = Lanes{} + (padded ? 0.0f : INFINITY);
+    nan[a] = LaneMask{};
+  }
+  size_t j = 0;
+  for (; j + 8 * kAccumulators <= count; j += 8 * kAccumulators) {
+    for (int a = 0; a < kAccumulators; ++a) {
+      Lanes v;
+      std::memcpy(&v, x + j + 8 * a, sizeof(v));
+      const LaneMask keep_hi = hi[a] > v;
+      hi[a] = (Lanes)((keep_hi & (LaneMask)hi[a]) | (~keep_hi & (LaneMask)v));
+      if constexpr (kSigned) {
+        const LaneMask keep_lo = lo[a] < v;
+        lo[a] = (Lanes)((keep_lo & (LaneMask)lo[a]) | (~keep_lo & (LaneMask)v));
+      }
+      nan[a] |= v != v;
+    }
+  }
+  for (int step = 1; step < kAccumulators; step *= 2) {  // pairwise, in vectors
+    for (int a = 0; a + step < kAccumulators; a += 2 * step) {
+      const LaneMask keep_hi = hi[a] > hi[a + step];
+      hi[a] = (Lanes)((keep_hi & (LaneMask)hi[a]) | (~keep_hi & (LaneMask)hi[a + step]));
+      const LaneMask keep_lo = lo[a] < lo[a + step];
+      lo[a] = (Lanes)((keep_lo & (LaneMask)lo[a]) | (~keep_lo & (LaneMask)lo[a + step]));
+      nan[a] |= nan[a + step];
+    }
+  }
+  float hi_lanes[8], lo_lanes[8];
+  int32_t nan_lanes[8];
+  std::memcpy(hi_lanes, &hi[0], sizeof(hi_lanes));
+  std::memcpy(lo_lanes, &lo[0], sizeof(lo_lanes));
+  std::memcpy(nan_lanes, &nan[0], sizeof(nan_lanes));
+  h = hi_lanes[0];
+  l = lo_lanes[0];
+  int32_t any_nan = nan_lanes[0];
+  for (int k = 1; k < 8; ++k) {
+    h = h > hi_lanes[k] ? h : hi_lanes[k];
+    l = l < lo_lanes[k] ? l : lo_lanes[k];
+    any_nan |= nan_lanes[k];
+  }
+  for (; j < count; ++j) {
+    h = h > x[j] ? h : x[j];
+    l = l < x[j] ? l : x[j];
+    any_nan |= x[j] != x[j];
+  }
+  if (any_nan) return NAN;
+  const float scale = kSigned ? NanMax(h, -l) : h;
+  if (scale != 0.0f) return scale;
+#endif
+  BlockRangeInOrder(x, count, padded, &h, &l);
+  return kSigned ? NanMax(h, -l) : h;
 }
 
 inline float RowScale(const uint8_t* row, size_t block) {
@@ -468,12 +518,8 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
       new_m[j] = x.m;
       new_v[j] = x.v;
     }
-    // Zero padding takes part in the absmax of a partial block.
-    float m_hi, m_lo, v_hi, v_lo;
-    BlockRange(new_m, count, count < block, &m_hi, &m_lo);
-    BlockRange(new_v, count, count < block, &v_hi, &v_lo);
-    const float m_scale = NanMax(m_hi, -m_lo);
-    const float v_scale = v_hi;
+    const float m_scale = BlockScale<true>(new_m, count, count < block);
+    const float v_scale = BlockScale<false>(new_v, count, count < block);
     const float m_encode = LargestCode<true>() / (m_scale > 0.0f ? m_scale : 1.0f);
     const float v_encode = LargestCode<false>() / (v_scale > 0.0f ? v_scale : 1.0f);
     const float resolution = kSmallestCode * v_scale;
@@ -536,12 +582,26 @@ __attribute__((target("avx2,fma"))) void RangeAvx2(const Leaf& leaf, size_t begi
                                                    const Coefficients& c) {
   Body<kAlgo, kApply, kDecay, kSafe, true, kKind>(leaf, begin, end, c);
 }
+
+// The compute-bound kinds (16-bit and 8-bit moments) also for AVX-512: twice the registers,
+// single-instruction narrowing and masked tails. The same operations, so the same results.
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, int kKind>
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
+void RangeAvx512(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
+  Body<kAlgo, kApply, kDecay, kSafe, true, kKind>(leaf, begin, end, c);
+}
 #endif
 
 template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, int kKind>
 RangeFn SelectIsa() {
 #if JADAM_X86_DISPATCH
   static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool has_avx512 =
+      has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  if constexpr (kKind != kF32) {
+    if (has_avx512) return &RangeAvx512<kAlgo, kApply, kDecay, kSafe, kKind>;
+  }
   if (has_avx2) return &RangeAvx2<kAlgo, kApply, kDecay, kSafe, kKind>;
 #endif
   return &RangeBase<kAlgo, kApply, kDecay, kSafe, kKind>;
