@@ -38,7 +38,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from jadam._precision import check_same_shape, dither_bits, map_with_stream, unit_uniform
 
@@ -77,12 +76,7 @@ def unpack(packed: jax.Array) -> tuple[jax.Array, jax.Array]:
 def pack(codes: jax.Array, scales: jax.Array) -> jax.Array:
     """The inverse of :func:`unpack`."""
     scale_bytes = jax.lax.bitcast_convert_type(scales.astype(jnp.float32), jnp.uint8)
-    # Two zero-padded halves OR-ed, not a concatenate: XLA fuses pads into the loop that
-    # computes the codes, which then writes the packed leaf directly (no codes temporary).
-    codes = lax.pad(codes.astype(jnp.uint8), np.uint8(0), [(0, 0, 0), (0, SCALE_BYTES, 0)])
-    width = codes.shape[1] - SCALE_BYTES
-    scale_bytes = lax.pad(scale_bytes, np.uint8(0), [(0, 0, 0), (width, 0, 0)])
-    return lax.bitwise_or(codes, scale_bytes)
+    return jnp.concatenate([codes.astype(jnp.uint8), scale_bytes], axis=1)
 
 
 def packed_shape(size: int, block_size: int) -> tuple[int, int]:
@@ -139,43 +133,23 @@ def code_values(signed: bool) -> np.ndarray:
     return np.where(np.arange(256) >= 128, -magnitude, magnitude) if signed else magnitude
 
 
-def _blocks(x: jax.Array, block_size: int, dtype: Any = jnp.float32) -> jax.Array:
-    """``x`` flattened, zero-padded and reshaped to (num_blocks, block_size), as ``dtype``."""
-    x = jnp.asarray(x, dtype).reshape(-1)
+def _blocks(x: jax.Array, block_size: int) -> jax.Array:
+    """``x`` flattened, zero-padded and reshaped to (num_blocks, block_size), as float32."""
+    x = jnp.asarray(x, jnp.float32).reshape(-1)
     num_blocks = max(1, math.ceil(x.size / block_size))
     return jnp.pad(x, (0, num_blocks * block_size - x.size)).reshape(num_blocks, block_size)
 
 
-def block_absmax(x: jax.Array, block_size: int) -> jax.Array:
+def block_absmax(x: jax.Array, block_size: int, *, signed: bool = True) -> jax.Array:
     """The float32 absmax of each block of ``x``: the scales :func:`quantize` stores.
 
-    Computed as max(max x, −min x), not as max |x|: XLA then keeps x itself in memory for the
-    reduction and the encoding reads it back, instead of storing |x| and recomputing x
-    (decoding the old codes) for the encoding. For x ≥ 0 (the unsigned code) that is max x:
-    −min x ≤ −0 and XLA's max keeps its first operand on a tie of +0 with −0 or on a NaN.
-
-    Both extremes come from one ``lax.reduce`` with a two-operand body rather than from
-    ``jnp.max``/``jnp.min``: XLA's CPU backend hands a plain max or min reduction to a library
-    kernel that needs its input in memory, so the float32 moment would be written out and
-    read back (8 bytes per value, in a temporary buffer); the two-operand reduce fuses with the
-    arithmetic that produces x.
+    Computed as max(max x, −min x) (just max x when ``signed`` is False: x ≥ 0), not as
+    max |x|: XLA then keeps x itself in memory for the reduction and the encoding reads it
+    back, instead of storing |x| and recomputing x (decoding the old codes) for the encoding.
     """
-    x = jnp.asarray(x, jnp.float32).reshape(-1)
-    full = x.size // block_size
-    # The full blocks are a reshape of x and the last, partial block is padded on its own: a
-    # padded copy of the whole of x would be written out as a float32 temporary.
-    parts = [x[: full * block_size].reshape(full, block_size)] if full else []
-    if full * block_size < x.size or not x.size:
-        parts.append(_blocks(x[full * block_size :], block_size))
-    largest, smallest = zip(*(_extremes(part) for part in parts), strict=True)
-    return lax.max(jnp.concatenate(largest), lax.neg(jnp.concatenate(smallest)))
-
-
-def _extremes(blocks: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(max, min) of each row of ``blocks``, in one two-operand reduce."""
-    both = lambda a, b: (lax.max(a[0], b[0]), lax.min(a[1], b[1]))  # noqa: E731
-    inits = (np.float32(-np.inf), np.float32(np.inf))
-    return lax.reduce((blocks, blocks), inits, both, (1,))
+    blocks = _blocks(x, block_size)
+    largest = jnp.max(blocks, axis=1)
+    return jnp.maximum(largest, -jnp.min(blocks, axis=1)) if signed else largest
 
 
 def quantize(
@@ -199,15 +173,12 @@ def quantize(
     ((2, 6), Array([1.  , 0.25], dtype=float32))
     """
     blocks = _blocks(x, block_size)
-    scales = block_absmax(x, block_size)
+    scales = block_absmax(x, block_size, signed=signed)
     factor = jnp.float32(largest_code(signed)) / jnp.where(scales > 0, scales, 1)
-    code = _encode_magnitude(jnp.abs(blocks) * factor[:, None], signed, bits)
+    normalized = jnp.abs(blocks) * factor[:, None]
+    code = _encode_magnitude(normalized, signed, bits)
     if signed:
-        # The sign from its own padded copy of x < 0 rather than from ``blocks``: XLA does not
-        # fuse a padded producer that its consumer reads twice, and would write x to a float32
-        # temporary; this way each padded producer is read once and computed in this loop.
-        negative = _blocks(jnp.asarray(x).reshape(-1) < 0, block_size, jnp.bool_)
-        code = code | jnp.where(negative, 128, 0)
+        code = code | jnp.where(blocks < 0, 128, 0)
     return pack(code.astype(jnp.uint8), scales)
 
 

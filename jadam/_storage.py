@@ -135,7 +135,7 @@ def floor_denominator(
             return s
         if is_quantized(v):
             blocks, row = v.shape
-            scales = block_absmax(x, row - SCALE_BYTES)
+            scales = block_absmax(x, row - SCALE_BYTES, signed=False)
             per_value = jnp.broadcast_to(scales[:, None], (blocks, row - SCALE_BYTES))
             resolution = smallest_code * per_value.reshape(-1)[: s.size].reshape(s.shape)
         elif getattr(v, "dtype", None) == jnp.float16:
