@@ -19,7 +19,7 @@ mean training loss over the final epoch (mini-batch losses; the plot shows the w
 no α to search: its step is the minimum of its summed quadratic models (learning_rate 1 is the
 paper's method); its one free setting, hessian_init (the curvature λ of the first models), was
 spot-checked at the same budget and score: 1e2 → 0.258, 1e3 → 0.319 (SFO last either way, so
-1e3 stays; 1e1 not tried: one SFO trial costs ~35 of the others).
+1e3 stays; 1e1 not tried: one SFO trial costs tens of the others).
 
 | run | chosen α | momentum | loss |
 |---|---|---|---|
