@@ -553,7 +553,8 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
 
 // ------------------------------------------------------------------------------------------
 // Selection of the compiled loop: algorithm, mode, weight decay, safe division, storage, and
-// the ISA (baseline, or AVX2 with FMA — what XLA emits on such a CPU — chosen at run time).
+// the ISA (baseline, AVX2 with FMA — what XLA emits on such a CPU — or AVX-512 for the
+// compute-bound 16-bit and 8-bit kinds, chosen at run time).
 
 template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kFma, int kKind>
 JADAM_ALWAYS_INLINE inline void Body(const Leaf& leaf, size_t begin, size_t end,
