@@ -17,8 +17,9 @@ mean training loss over the final epoch (mini-batch losses; the plot shows the w
 ``python -m jadam.experiments.lr_search --config=configs/fig2b_mlp_sfo.py``
 ``--workdir=runs/lr/fig2b_mlp_sfo``. AdaDelta keeps its usual α = 1 (not searched). SFO has
 no α to search: its step is the minimum of its summed quadratic models (learning_rate 1 is the
-paper's method); its one free setting, hessian_init (the curvature λ of the first models), stays
-1e3, not searched (one SFO trial takes ~15 Adam trials).
+paper's method); its one free setting, hessian_init (the curvature λ of the first models), was
+spot-checked at the same budget and score: 1e2 → 0.258, 1e3 → 0.319 (SFO last either way, so
+1e3 stays; 1e1 not tried: one SFO trial costs tens of the others).
 
 | run | chosen α | momentum | loss |
 |---|---|---|---|

@@ -62,8 +62,7 @@ def _leaf(plan, leaf, scalars, p, g, m_stored, v_stored):
             s, new_v, v, value("divisor"), root=plan.algorithm == _kernel.ADAM
         )
     m_hat = m * value("inverse_bias_correction1")
-    denominator = s + value("eps")
-    direction = _primitives.safe_divide(m_hat, denominator) if plan.safe else m_hat / denominator
+    direction = _primitives.step_direction(m_hat, s, value("eps"), safe=plan.safe)
     if leaf.decay:
         direction = direction + value("weight_decay") * p
     update = direction * value("neg_learning_rate")

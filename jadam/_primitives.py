@@ -316,19 +316,19 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
     safe = needs_safe_divide(eps)
 
     def leaf(m, s, out):
-        return cast(direction(m, cast(s, compute_dtype(s.dtype)), eps, safe=safe), out.dtype)
+        return cast(step_direction(m, cast(s, compute_dtype(s.dtype)), eps, safe=safe), out.dtype)
 
     return map_leaves(leaf, mu_hat, scale, like)
 
 
-def direction(m_hat: jax.Array, scale: jax.Array, eps: Any, *, safe: bool) -> jax.Array:
+def step_direction(m_hat: jax.Array, scale: jax.Array, eps: Any, *, safe: bool) -> jax.Array:
     """One leaf's m̂ / (s + ε), ε outside the root as in Algorithm 1 line 11.
 
     ``safe`` (see :func:`needs_safe_divide`) gives 0 where s + ε is 0 instead of 0/0. The pure
     path (through :func:`normalize`) and the fused kernel's jnp transcription both divide here.
 
     >>> import jax.numpy as jnp
-    >>> direction(jnp.array([1.0, 0.0]), jnp.array([1.0, 0.0]), 0.0, safe=True)
+    >>> step_direction(jnp.array([1.0, 0.0]), jnp.array([1.0, 0.0]), 0.0, safe=True)
     Array([1., 0.], dtype=float32)
     """
     denominator = plus_scalar(scale, eps)

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 import reference_successors as ref
-from conftest import gradient_sequence, run_updates
+from problems import gradient_sequence, run_updates
 
 import jadam
 
