@@ -37,7 +37,7 @@ JAX_CANDIDATES = (
     "jadam fused 8bit",
 )
 TORCH_CANDIDATES = ("torch default", "torch foreach", "torch fused")
-PROBES = ("triad (jax)", "triad (torch)", "jit dispatch (identity)")
+PROBES = ("triad (jax)", "triad (torch)", "fresh output (jax)", "jit dispatch (identity)")
 
 
 @dataclasses.dataclass
@@ -77,6 +77,9 @@ def make(name: str, algorithm: str, sizes: Sequence[int], seed: int = 0) -> Cand
     if name in ("triad (jax)", "triad (torch)"):  # bandwidth: one array of the same total size
         params, grads = make_arrays([sum(sizes)], seed)
         return (_jax_triad if name == "triad (jax)" else _torch_triad)(params, grads)
+    if name == "fresh output (jax)":
+        params, grads = make_arrays([sum(sizes)], seed)
+        return _jax_fresh_output(params)
     if name == "jit dispatch (identity)":
         return _jax_identity(params, grads)
     known = JAX_CANDIDATES + TORCH_CANDIDATES + PROBES
@@ -118,13 +121,18 @@ def one_pass(name: str) -> bool:
 
 
 def bytes_per_param(name: str) -> int:
-    """Bytes per parameter the step must move at least: one pass reads θ, g, m, v and writes
-    θ, m, v; a fused ``tx.update`` also writes u and a separate apply reads θ, u and writes θ
-    (+8 B). Moments take 4 B (fp32), 2 B (bf16) or ~1 B (8-bit, plus a scale per block)."""
+    """Bytes per parameter the step must move at least, as this harness calls it.
+
+    One pass reads θ, g, m, v and writes θ, m, v. A fused ``tx.update`` writes u over the
+    gradient's buffer and a separate apply reads θ, u and writes θ (+8 B); here the gradients
+    are a jit argument that is not donated, so XLA first copies them (+8 B more, and the copy
+    is a fresh buffer: see the page faults per step in the report). Moments take 4 B (fp32),
+    2 B (bf16) or ~1 B (8-bit, plus a scale per block).
+    """
     moment = {None: 4, "bfloat16": 2, "8bit": 1}[state_precision(name)]
     one_pass_bytes = 3 * 4 + 4 * moment  # θ twice, g once; m and v each read and written
     separate_apply = name.startswith("jadam fused") and not one_pass(name)
-    return one_pass_bytes + (8 if separate_apply else 0)
+    return one_pass_bytes + (16 if separate_apply else 0)
 
 
 def jadam_tx(algorithm: str, fused: bool, precision: str | None = None):
@@ -202,6 +210,26 @@ def _jax_triad(params, grads) -> Candidate:
         jax.block_until_ready(box["a"][0])
 
     return Candidate("triad (jax)", step, lambda: None)
+
+
+def _jax_fresh_output(params) -> Candidate:
+    """c = 1.5·a into a new buffer each step (8 bytes per element, plus the fresh buffer).
+
+    XLA's CPU runtime allocates every output or temporary buffer of a step anew; glibc maps a
+    buffer above 32 MB fresh from the OS, so each of its 4 KiB pages faults on first write. A
+    step that needs such a buffer (the fused ``tx.update`` with the gradients a jit argument)
+    pays this probe's time over the in-place triad's.
+    """
+    import jax
+
+    device = _jax_device()
+    a = [jax.device_put(x, device) for x in params]
+    scale = jax.jit(lambda a: [1.5 * x for x in a])
+
+    def step() -> None:
+        jax.block_until_ready(scale(a)[0])
+
+    return Candidate("fresh output (jax)", step, lambda: None)
 
 
 def _jax_identity(params, grads) -> Candidate:

@@ -25,14 +25,14 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
+from flax import nnx
 
-from jadam.experiments import config_check, optimizers, train
+from jadam.experiments import config_lib, models, optimizers, train
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
-MLP_SHAPES = ((784, 1000), (1000,), (1000, 1000), (1000,), (1000, 10), (10,))
 PROBLEMS = {"": "Figure 2 MLP (cross-entropy)", "vae": "Figure 4 VAE (negative ELBO, nats)"}
 
 
@@ -49,13 +49,20 @@ def best_runs(rows: list[dict]) -> dict[str, dict]:
     return best
 
 
+def mlp_shapes() -> list[tuple[int, ...]]:
+    """Parameter shapes of Figure 2's network (jadam.experiments.models.MLP, 784-1000-1000-10)."""
+    model = nnx.eval_shape(lambda: models.MLP(784, (1000, 1000), 10, rngs=nnx.Rngs(0)))
+    return [leaf.shape for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
 def step_time_ratios(
     configs: dict[str, dict], repeats: int
 ) -> dict[str, tuple[float, float, float]]:
     """{member: (median, q1, q3) of its step time ÷ Adam's in the same repetition}."""
     rng = np.random.default_rng(0)
-    params = [jnp.asarray(rng.standard_normal(s) * 0.02, jnp.float32) for s in MLP_SHAPES]
-    grads = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in MLP_SHAPES]
+    shapes = mlp_shapes()
+    params = [jnp.asarray(rng.standard_normal(s) * 0.02, jnp.float32) for s in shapes]
+    grads = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes]
 
     def make(opt):
         tx = optimizers.build(opt)
@@ -92,7 +99,7 @@ def step_time_ratios(
 
 
 def train_problem(arg: str, workdir: Path) -> tuple[dict[str, dict], dict]:
-    config = config_check.load_config_file(f"{ROOT / 'configs' / 'family.py'}:{arg}")
+    config = config_lib.load_config_file(f"{ROOT / 'configs' / 'family.py'}:{arg}")
     config.progress = False
     rows = train.run_figure(config, workdir / (arg or "mlp"))
     return best_runs(rows), config

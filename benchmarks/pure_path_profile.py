@@ -11,7 +11,11 @@ under ``vmap``). The script reports, per candidate:
   and result sizes; a lower bound on traffic for loop fusions, exact for one-pass ones);
 - the median step time over interleaved repetitions (A B C D A B C D ...) and its ratio to the
   float32 jadam step, with an in-place triad (a ← a + s·b, 12 bytes per element) in the same
-  rotation as the bandwidth reference.
+  rotation as the bandwidth reference;
+- the minor page faults per step: XLA's CPU runtime allocates the temporaries of every run
+  afresh, so each 4 KiB page of a full-size temporary (a copy, a float32 intermediate written
+  out) costs a page fault, a few µs: on one 10M-parameter leaf, 40 MB of temporaries cost more
+  than the whole float32 step.
 
 Usage:
   python benchmarks/pure_path_profile.py [--params 10000000] [--leaves 1 100] [--repeats 15]
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import re
+import resource
 import time
 
 import jax
@@ -69,11 +74,12 @@ def _nbytes(text: str) -> int:
     return total
 
 
-def hlo_summary(hlo: str, params: int) -> dict:
+def hlo_summary(hlo: str, params: int, leaves: int = 1) -> dict:
     """Array kernels of the entry computation by opcode, and the bytes they move per parameter.
 
-    Bytes are each kernel's result plus its operands (read once each); kernels on scalars or
-    arrays under 1/64 of the parameters are counted apart as small.
+    Bytes are each kernel's result plus its operands (read once each); kernels moving less
+    than 1/16 byte per parameter of a leaf (scalars, per-block scales) are counted apart as
+    small.
     """
     entry = hlo[hlo.index("\nENTRY ") :]
     entry = entry[: entry.index("\n}\n")]
@@ -93,7 +99,7 @@ def hlo_summary(hlo: str, params: int) -> dict:
         kind = opcode
         if opcode == "fusion":
             kind = "fusion(" + re.search(r"kind=(\w+)", rest).group(1) + ")"
-        if traffic < params / 16:
+        if traffic < params / leaves / 16:
             kind = "small"
         kernels[kind] = kernels.get(kind, 0) + 1
         moved += traffic
@@ -120,7 +126,7 @@ def profile(params: int, leaves: int, repeats: int, show_hlo: str | None) -> Non
         p = jax.tree.map(jnp.copy, p0)
         s = tx.init(p)
         hlo = step.lower(p, s, g).compile().as_text()
-        summary = hlo_summary(hlo, params)
+        summary = hlo_summary(hlo, params, leaves)
         kernels = ", ".join(f"{k} {v / leaves:g}" for k, v in sorted(summary["kernels"].items()))
         copies = summary["kernels"].get("copy", 0)
         print(f"| {name} | {kernels} (per leaf) | {copies} | {summary['bytes_per_param']:.1f} |")
@@ -129,19 +135,21 @@ def profile(params: int, leaves: int, repeats: int, show_hlo: str | None) -> Non
         for _ in range(2):
             p, s = step(p, s, g)
         jax.block_until_ready(p)
-        runs[name] = [step, p, s, []]
+        runs[name] = [step, p, s, [], []]
     triad = triad_step()
     a, b = jnp.zeros(params, jnp.float32), jnp.ones(params, jnp.float32)
     a = jax.block_until_ready(triad(a, b))
     triad_times = []
     for _ in range(repeats):
         for run in runs.values():
-            step, p, s, times = run
+            step, p, s, times, faults = run
             time.sleep(0.02)
+            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             p, s = step(p, s, g)
             jax.block_until_ready(p)
             times.append(time.perf_counter() - start)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before)
             run[1], run[2] = p, s
         time.sleep(0.02)
         start = time.perf_counter()
@@ -150,18 +158,18 @@ def profile(params: int, leaves: int, repeats: int, show_hlo: str | None) -> Non
     bandwidth = TRIAD_BYTES * params / np.median(triad_times)
     reference = np.array(runs["jadam fp32"][3])
     print(f"\ntriad: {bandwidth / 1e9:.1f} GB/s (median of {repeats}, in place, 12 B/element)")
-    header = (
-        "| candidate | median ms | ratio to jadam fp32 (median, quartiles) | B/param at triad BW |"
+    print(
+        "| candidate | median ms | ratio to jadam fp32 (median, quartiles) "
+        "| B/param at triad BW | page faults/step |"
     )
-    print(header)
-    print("|---|---:|---:|---:|")
-    for name, (_, _, _, times) in runs.items():
+    print("|---|---:|---:|---:|---:|")
+    for name, (_, _, _, times, faults) in runs.items():
         ratios = np.array(times) / reference
         q1, med, q3 = np.percentile(ratios, [25, 50, 75])
         effective = np.median(times) * bandwidth / params
         print(
             f"| {name} | {1e3 * np.median(times):.2f} | {med:.2f} ({q1:.2f}–{q3:.2f}) "
-            f"| {effective:.1f} |"
+            f"| {effective:.1f} | {np.median(faults):.0f} |"
         )
 
 

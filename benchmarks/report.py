@@ -1,8 +1,10 @@
-"""Turns benchmark results into benchmarks/RESULTS.md and a PNG plot."""
+"""Turns ``python -m benchmarks.run``'s results into benchmarks/RESULTS.md and a PNG plot."""
 
 from __future__ import annotations
 
 import pathlib
+
+from benchmarks import candidates
 
 # Everything from this line on in an existing report survives regeneration.
 KEPT_MARKER = "<!-- kept when regenerated: notes and other machines -->"
@@ -28,12 +30,7 @@ RATIO_TABLES = (
         "Standard path (`tx.update` + `optax.apply_updates`), ratio to optax.adam",
         "optax",
         (
-            "jadam",
-            "jadam bf16",
-            "jadam 8bit",
-            "jadam fused (update)",
-            "jadam fused bf16 (update)",
-            "jadam fused 8bit (update)",
+            *(n for n in candidates.JAX_CANDIDATES if n != "optax" and not candidates.one_pass(n)),
             "torch fused",
         ),
     ),
@@ -141,16 +138,18 @@ def _case_table(case: dict) -> list[str]:
         f"{case['reference']})",
         "",
         "| candidate | median ms | quartiles ms | × ref | × optax | of floor "
-        "| max abs Δθ vs optax |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| page faults per step | max abs Δθ vs optax |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in case["candidates"].items():
         floor = f"{s['floor_fraction']:.0%}" if "floor_fraction" in s else ""
         dev = s.get("max_abs_param_difference_to_optax")
+        faults = s.get("page_faults_per_step")
         lines.append(
             f"| {name} | {s['median_ms']:.2f} | {s['q1_ms']:.2f}–{s['q3_ms']:.2f} | "
             f"{s['ratio_to_reference']:.2f} | {s.get('ratio_to_optax', float('nan')):.2f} | "
-            f"{floor} | {'' if dev is None else f'{dev:.1e}'} |"
+            f"{floor} | {'' if faults is None else f'{faults:.0f}'} "
+            f"| {'' if dev is None else f'{dev:.1e}'} |"
         )
     if case["triad_bandwidth_gbs"] is not None:
         lines.append("")
@@ -162,17 +161,33 @@ def _case_table(case: dict) -> list[str]:
 
 
 def _compile_table(rows: list[dict]) -> list[str]:
+    """Seconds per candidate and leaf count ("—": not compiled at that size), then the fused
+    steps' split into tracing, lowering and XLA's compile."""
     if not rows:
         return ["(not run)"]
-    names = list(rows[0]["seconds"])
+    names = list(dict.fromkeys(n for row in rows for n in row["seconds"]))
     lines = [
         "| leaves (1M params) | " + " | ".join(f"{n} s" for n in names) + " |",
         "|---:|" + "---:|" * len(names),
     ]
     for row in rows:
-        cells = [f"{row['seconds'][n]:.2f}" for n in names]
+        cells = [_seconds(row["seconds"].get(n)) for n in names]
         lines.append(f"| {row['leaves']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| leaves | candidate | trace s | lower s | XLA compile s |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        for name, phases in row.get("phases", {}).items():
+            if name.startswith("jadam fused"):
+                cells = [_seconds(phases.get(p)) for p in ("trace", "lower", "compile")]
+                lines.append(f"| {row['leaves']} | {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 def _memory_table(rows: list[dict]) -> list[str]:
@@ -233,9 +248,12 @@ def plot(results: dict, path: pathlib.Path) -> None:
     left.set_xticklabels([c["label"] for c in cases], rotation=35, ha="right", fontsize=7)
     left.set_ylabel("step time ÷ torch fused (same repetition, median)")
     left.legend(fontsize=7)
-    for name in results["compile"][0]["seconds"] if results["compile"] else []:
-        leaves = [r["leaves"] for r in results["compile"]]
-        right.plot(leaves, [r["seconds"][name] for r in results["compile"]], "o-", label=name)
+    compiled = results["compile"]
+    for name in dict.fromkeys(n for row in compiled for n in row["seconds"]):
+        rows = [r for r in compiled if name in r["seconds"]]
+        right.plot(
+            [r["leaves"] for r in rows], [r["seconds"][name] for r in rows], "o-", label=name
+        )
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("leaves (1M parameters in all)")
@@ -281,15 +299,22 @@ def write_markdown(
         "*× optax* are medians over repetitions of the ratio of two candidates' times in the "
         "same repetition. The *floor* is the bytes per parameter a candidate must move at "
         "least (28 for an fp32 one pass: read θ, g, m, v, write θ, m, v; 20 with bf16 and 16 "
-        "with 8-bit moments; 8 more when the update is written and applied separately) at the "
+        "with 8-bit moments; 16 more for the fused `tx.update` called as here: XLA copies the "
+        "non-donated gradient argument before the kernel writes the updates over it, and the "
+        "apply reads θ and u and writes θ) at the "
         "best bandwidth of an in-place triad (`a ← a + 1.5·b`, JAX or torch) measured in the "
         "same case; *of floor* is the floor time over the measured time. "
         "`jit dispatch (identity)` is a jitted function that only passes the same donated tree "
         "through: JAX's fixed per-call cost for that many leaves. `jadam fused … (update)` is "
         "the optax-composable `tx.update` of `fused=True`: the kernel writes the updates, and "
-        "`optax.apply_updates` adds them to θ in a second pass. "
-        "Compile time is trace + lower + compile of a fresh `jax.jit` of the step; `jadam "
-        "fused` initialises packed moments (one vector each), and the two `jit identity` rows "
+        "`optax.apply_updates` adds them to θ in a second pass. *page faults per step*: minor "
+        "faults of the process during the step (`getrusage`); XLA's CPU runtime allocates every "
+        "output and temporary buffer of a step anew, and glibc maps one above 32 MB fresh from "
+        "the OS, so a step that needs a 40 MB temporary faults ~9,800 times (4 KiB pages). "
+        "`fresh output (jax)` (`c = 1.5·a` into a new buffer each step) shows what that costs "
+        "next to the in-place triad. "
+        "Compile time is trace + lower + compile of a fresh `jax.jit` of the step; the fused "
+        "steps initialise packed moments (one vector each), and the two `jit identity` rows "
         "are the floors for per-leaf and for packed moments. The "
         "shared machine drifts (see the load averages above), so quote ratios, not absolute "
         "times.",
@@ -305,7 +330,7 @@ def write_markdown(
         "The whole-training-step targets are in `RESULTS_train_step.md` "
         "(`python -m benchmarks.train_step`).",
     ]
-    lines += ["", "## Compile time of the jitted step (Adam)", ""]
+    lines += ["", "## Compile time of the jitted step (Adam, trace + lower + XLA compile)", ""]
     lines += _compile_table(results["compile"])
     lines += ["", "## Peak memory (one process per candidate)", ""]
     lines += _memory_table(results["memory"])

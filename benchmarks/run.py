@@ -19,6 +19,7 @@ import gc
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import time
@@ -67,7 +68,10 @@ QUICK_CASES = (
 )
 FULL_COMPILE_LEAVES = (10, 100, 1000, 3000)
 QUICK_COMPILE_LEAVES = (10, 100, 300)
-COMPILE_CANDIDATES = ("optax", "jadam", "jadam fused")
+COMPILE_CANDIDATES = ("optax", "jadam", "jadam fused (update)", "jadam fused")
+# Above this many leaves only the fused steps are compiled (optax's and the pure path's take
+# ~20 s at 3000 leaves, and their growth is known from the smaller trees).
+ALL_COMPILE_CANDIDATES_UP_TO = 1000
 RATIO_BASES = ("optax", "torch fused", "jadam")
 MIN_REPS = 5
 
@@ -77,7 +81,7 @@ def candidate_names(case: Case) -> list[str]:
     names = list(candidates.JAX_CANDIDATES) + list(candidates.TORCH_CANDIDATES)
     if case.algorithm == "adamax":
         names.remove("torch fused")  # torch has no fused Adamax
-    names += ["triad (jax)", "triad (torch)"]
+    names += ["triad (jax)", "triad (torch)", "fresh output (jax)"]
     if len(case.sizes) >= 100 and case.params <= 10 * M:  # where dispatch can matter
         names.append("jit dispatch (identity)")
     return [n for n in names if candidates.available(n)]
@@ -102,6 +106,7 @@ def time_case(
     names = candidate_names(case)
     built = [candidates.make(name, case.algorithm, case.sizes) for name in names]
     times = {name: [] for name in names}
+    faults = {name: [] for name in names}
     started = time.perf_counter()
     for rep in range(warmup + reps):
         timed = rep - warmup
@@ -110,11 +115,13 @@ def time_case(
         shift = rep % len(built)
         for cand in built[shift:] + built[:shift]:
             time.sleep(settle)
+            faulted = _minor_faults()
             start = time.perf_counter()
             cand.step()
             elapsed = time.perf_counter() - start
             if rep >= warmup:
                 times[cand.name].append(elapsed)
+                faults[cand.name].append(_minor_faults() - faulted)
     # Every optimizer ran warmup + reps steps from the same start: their parameters must agree.
     finals = {c.name: c.params() for c in built}
     baseline = finals.get("optax")  # low-precision state deviates by its rounding
@@ -124,7 +131,12 @@ def time_case(
             deviation[name] = float(np.max(np.abs(final - baseline)))
     del built, finals
     gc.collect()
-    return summarize(case, times, deviation)
+    return summarize(case, times, deviation, faults)
+
+
+def _minor_faults() -> int:
+    """This process's minor page faults so far (first touches of freshly mapped pages)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def time_case_in_subprocess(
@@ -146,10 +158,18 @@ def time_case_in_subprocess(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def summarize(case: Case, times: dict[str, list[float]], deviation: dict[str, float]) -> dict:
-    """Medians, quartiles, same-repetition ratios and the bandwidth floor for one case."""
+def summarize(
+    case: Case,
+    times: dict[str, list[float]],
+    deviation: dict[str, float],
+    faults: dict[str, list[int]] | None = None,
+) -> dict:
+    """Medians, quartiles, same-repetition ratios and the bandwidth floor for one case.
+
+    ``faults``: minor page faults of the process during each timed step (median reported).
+    """
     names = list(times)
-    ref = reference_name(case, [n for n in names if not n.startswith(("triad", "jit"))])
+    ref = reference_name(case, [n for n in names if not n.startswith(("triad", "jit", "fresh"))])
     n = case.params
     stats = {}
     for name, ts in times.items():
@@ -167,13 +187,15 @@ def summarize(case: Case, times: dict[str, list[float]], deviation: dict[str, fl
             stats[name]["ratio_to_optax"] = stats[name]["ratio_to"]["optax"]
         if name in deviation:
             stats[name]["max_abs_param_difference_to_optax"] = deviation[name]
+        if faults and faults.get(name):
+            stats[name]["page_faults_per_step"] = float(np.median(faults[name]))
     triads = [stats[t]["median_ms"] for t in ("triad (jax)", "triad (torch)") if t in stats]
     floor_ms = None
     if triads:
         bandwidth = TRIAD_BYTES * n / (1e-3 * min(triads))  # bytes per second
         floor_ms = 1e3 * BYTES_PER_PARAM * n / bandwidth
         for name in names:
-            if not name.startswith(("triad", "jit")):
+            if not name.startswith(("triad", "jit", "fresh")):
                 moved = candidates.bytes_per_param(name)
                 stats[name]["bytes_per_param"] = moved
                 stats[name]["floor_ms"] = 1e3 * moved * n / bandwidth
@@ -191,7 +213,10 @@ def summarize(case: Case, times: dict[str, list[float]], deviation: dict[str, fl
 
 
 def compile_times(leaf_counts: Sequence[int], params: int, algorithm: str = "adam") -> list[dict]:
-    """Seconds to trace, lower and compile the jitted step, per candidate and leaf count."""
+    """Seconds to trace, lower and compile the jitted step, per candidate and leaf count.
+
+    ``seconds`` holds the total per candidate, ``phases`` the trace / lower / XLA-compile split.
+    """
     import jax
 
     # One-time costs (first use of a primitive's lowering, caches) are not per-step compile
@@ -204,24 +229,39 @@ def compile_times(leaf_counts: Sequence[int], params: int, algorithm: str = "ada
     for leaves in leaf_counts:
         sizes = layouts.equal_leaves(params, leaves)
         tree = [jax.ShapeDtypeStruct((s,), np.float32) for s in sizes]
-        row = {"leaves": leaves, "params": params, "seconds": {}}
-        for name in COMPILE_CANDIDATES:
+        row = {"leaves": leaves, "params": params, "seconds": {}, "phases": {}}
+        names = COMPILE_CANDIDATES
+        if leaves > ALL_COMPILE_CANDIDATES_UP_TO:
+            names = [n for n in names if n.startswith("jadam fused")]
+        for name in names:
             step, tx = candidates.jax_step_function(name, algorithm)
             state = jax.eval_shape(tx.init, tree)
-            start = time.perf_counter()
-            step.lower(tree, tree, state).compile()
-            row["seconds"][name] = time.perf_counter() - start
+            phases = _timed_phases(step, tree, tree, state)
+            row["seconds"][name] = sum(phases.values())
+            row["phases"][name] = phases
         # The floors: a jitted function that only passes the same donated arrays through, with
         # moments per leaf (optax, jadam) or packed in one vector each (jadam fused on CPU).
         packed = jax.ShapeDtypeStruct((sum(sizes),), np.float32)
         for label, moments in (("jit identity (floor)", tree), ("jit identity, packed", packed)):
             identity = jax.jit(lambda p, g, m, v: (p, m, v), donate_argnums=(0, 2, 3))
-            start = time.perf_counter()
-            identity.lower(tree, tree, moments, moments).compile()
-            row["seconds"][label] = time.perf_counter() - start
+            phases = _timed_phases(identity, tree, tree, moments, moments)
+            row["seconds"][label] = sum(phases.values())
         rows.append(row)
         print(f"  compile, {leaves} leaves: {row['seconds']}", flush=True)
     return rows
+
+
+def _timed_phases(jitted, *args) -> dict[str, float]:
+    """Seconds of ``jitted``'s trace, lowering and XLA compile for these abstract ``args``."""
+    start = time.perf_counter()
+    traced = jitted.trace(*args)
+    traced_at = time.perf_counter()
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    lowered.compile()
+    done = time.perf_counter()
+    phases = {"trace": traced_at - start, "lower": lowered_at - traced_at}
+    return phases | {"compile": done - lowered_at}
 
 
 def memory(case: Case, names: Sequence[str]) -> list[dict]:
@@ -313,7 +353,8 @@ def run(
     results["memory"] = []
     if memory_case is not None:
         print(f"memory ({memory_case.label}) ...", flush=True)
-        names = [n for n in candidate_names(memory_case) if not n.startswith(("triad", "jit"))]
+        probes = ("triad", "jit", "fresh")
+        names = [n for n in candidate_names(memory_case) if not n.startswith(probes)]
         results["memory"] = memory(memory_case, names)
     results["machine"]["load_average_at_end"] = (
         os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -331,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--settle", type=float, default=0.005, help="pause before each step, s")
     parser.add_argument(
-        "--budget", type=float, default=30.0, help="seconds per case before stopping early"
+        "--budget", type=float, default=20.0, help="seconds per case before stopping early"
     )
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-compile", action="store_true")

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gzip
-import itertools
 import os
 import platform
-import struct
 import time
 from pathlib import Path
 
@@ -31,8 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 import jadam
+from jadam.experiments import data, models
 
 PRECISIONS = {"float32": None, "bfloat16": "bfloat16", "8bit": "8bit"}
 # The report's tail from BEGIN on is written by state_precision_training.py; kept on rewrite.
@@ -116,65 +115,36 @@ def load_digits() -> np.ndarray:
 
 def load_mnist(directory: str) -> tuple[np.ndarray, np.ndarray]:
     """MNIST test-set IDX files (t10k-*) from ``directory``, gzipped or not."""
-
-    def read(stem: str) -> bytes:
-        for name in (stem, stem + ".gz"):
-            path = Path(directory) / name
-            if path.exists():
-                raw = path.read_bytes()
-                return gzip.decompress(raw) if name.endswith(".gz") else raw
-        raise FileNotFoundError(f"{stem}[.gz] not found in {directory}")
-
-    images = read("t10k-images-idx3-ubyte")
-    _, count, rows, cols = struct.unpack(">IIII", images[:16])
-    x = np.frombuffer(images, np.uint8, offset=16).reshape(count, rows * cols) / 255.0
-    labels = read("t10k-labels-idx1-ubyte")
-    y = np.frombuffer(labels, np.uint8, offset=8)
-    return x.astype(np.float32), y.astype(np.int32)
+    arrays = []
+    for key in ("test_images", "test_labels"):
+        stem = data.MNIST_FILES[key]
+        path = data.find_data_file(Path(directory), stem)
+        if path is None:
+            raise FileNotFoundError(f"{stem}[.gz] not found in {directory}")
+        arrays.append(data.read_idx(path))
+    x, y = arrays
+    return (x.reshape(len(x), -1) / 255.0).astype(np.float32), y.astype(np.int32)
 
 
 # --------------------------------------------------------------------------- models
-def dense_init(key, sizes):
-    params = []
-    keys = jax.random.split(key, len(sizes) - 1)
-    for k, (fan_in, fan_out) in zip(keys, itertools.pairwise(sizes), strict=True):
-        w = jax.random.normal(k, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in)
-        params.append({"w": w, "b": jnp.zeros(fan_out)})
-    return params
-
-
-def mlp_apply(params, x):
-    for layer in params[:-1]:
-        x = jax.nn.relu(x @ layer["w"] + layer["b"])
-    return x @ params[-1]["w"] + params[-1]["b"]
-
-
 def mlp_problem(x, y, hidden: int):
-    params = dense_init(jax.random.key(0), [x.shape[1], hidden, hidden, 10])
+    """Figure 2's network (jadam.experiments.models.MLP, two hidden layers), no dropout."""
+    model = models.MLP(x.shape[1], (hidden, hidden), 10, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
 
     def loss(params, xb, yb):
-        logits = mlp_apply(params, xb)
+        logits = nnx.merge(graphdef, params)(xb)
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
     return params, loss
 
 
 def vae_problem(x, hidden: int, latent: int):
-    keys = jax.random.split(jax.random.key(1), 2)
-    d = x.shape[1]
-    params = {
-        "enc": dense_init(keys[0], [d, hidden, 2 * latent]),
-        "dec": dense_init(keys[1], [latent, hidden, d]),
-    }
+    """Figure 4's VAE (jadam.experiments.models.VAE): mean negative ELBO, one noise sample."""
+    graphdef, params = nnx.split(models.VAE(x.shape[1], hidden, latent, rngs=nnx.Rngs(1)))
 
     def loss(params, xb, key):
-        stats = mlp_apply(params["enc"], xb)
-        mean, log_var = stats[:, :latent], stats[:, latent:]
-        z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
-        logits = mlp_apply(params["dec"], z)
-        reconstruction = optax.sigmoid_binary_cross_entropy(logits, xb).sum(-1)
-        kl = 0.5 * jnp.sum(jnp.exp(log_var) + mean**2 - 1 - log_var, -1)
-        return jnp.mean(reconstruction + kl)
+        return nnx.merge(graphdef, params)(xb, nnx.Rngs(noise=key)).mean()
 
     return params, loss
 
@@ -320,9 +290,9 @@ def main():
         "have nothing to do with state precision.",
         "",
     ]
-    for data, x, y in datasets:
+    for source, x, y in datasets:
         lines += [
-            f"{data} ({len(x)} images of {x.shape[1]} pixels):",
+            f"{source} ({len(x)} images of {x.shape[1]} pixels):",
             "",
             *quality_rows(x, y, steps, hidden, vae_hidden, latent, lr=1e-3),
             "",

@@ -17,7 +17,6 @@ into a marked section of benchmarks/RESULTS_state_precision.md (``--out``) and a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import state_precision
-from jadam.experiments import train
+from jadam.experiments import config_lib, train
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = state_precision.BEGIN, state_precision.END
@@ -35,11 +34,7 @@ PRECISIONS = ("float32", "bfloat16", "8bit")
 
 
 def load_config(arg: str):
-    path = ROOT / "configs" / "fig2_state_precision.py"
-    spec = importlib.util.spec_from_file_location("fig2_state_precision", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return config_lib.load_config_file(f"{ROOT / 'configs' / 'fig2_state_precision.py'}:{arg}")
 
 
 def final_losses(arg: str, seed: int, workdir: Path) -> dict[str, dict]:

@@ -9,12 +9,9 @@ are each optimizer's defaults (AdEMAMix: β3 = 0.999 and α = 2, since the paper
 ~10⁴ steps to fill the slow EMA; Adafactor: the relative step with parameter scaling).
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
 
-from jadam.experiments.config_lib import run
+from jadam.experiments.config_lib import check_arg, run, sibling_config
 
 # Member → (α0, hyperparameters). Run ids: f"{member}_{k}" for α = α0·GRID[k].
 MEMBERS = {
@@ -37,26 +34,16 @@ GRID = (1 / 3, 1.0, 3.0)
 ARGS = ("", "smoke", "vae", "vae_smoke")
 
 
-def _figure_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location(
-        f"jadam_config_{name}", Path(__file__).with_name(f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def get_config(arg: str = ""):
-    if arg not in ARGS:
-        raise ValueError(f"family: unknown config argument {arg!r}; expected {ARGS}")
+    check_arg("family", arg, ARGS)
     smoke = arg.endswith("smoke")
     if arg.startswith("vae"):
-        config = _figure_config("fig4_vae_bias_correction", "smoke" if smoke else "")
+        config = sibling_config(__file__, "fig4_vae_bias_correction", "smoke" if smoke else "")
         config.figure = "family_vae"
         config.plot.kind = "curves"
         config.plot.title = "Figure 4's VAE: the Adam family (each at its best α of three)"
     else:
-        config = _figure_config("fig2_mlp", "smoke" if smoke else "")
+        config = sibling_config(__file__, "fig2_mlp", "smoke" if smoke else "")
         config.figure = "family"
         config.plot.title = "Figure 2's MLP: the Adam family (each at its best α of three)"
     if not smoke:

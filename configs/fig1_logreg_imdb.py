@@ -6,10 +6,8 @@ log-likelihood. Default here: a STAND-IN (5,000 training documents of Zipf-distr
 see ``jadam.experiments.data.zipf_bag_of_words``), because the IMDB data cannot be embedded.
 Real data: --config.data_dir=DIR containing aclImdb/{train,test}/labeledBow.feat.
 
-Learning rates, by the paper's tuning protocol (docs/tuning.md): α per run on a
-half-decade grid starting around the previous value and grown past an edge holding the
-best, at this figure's budget (30 epochs, default data, seed 0); score:
-mean training loss over the final epoch. 5.6 min on 2 shared CPU cores:
+Learning rates: docs/tuning.md's search at this budget (30 epochs, default data, seed 0),
+5.6 min on 2 shared CPU cores:
 ``python -m jadam.experiments.lr_search --config=configs/fig1_logreg_imdb.py``
 ``--workdir=runs/lr/fig1_logreg_imdb``.
 
@@ -31,10 +29,11 @@ mean training loss over the final epoch. 5.6 min on 2 shared CPU cores:
 | sgd_nesterov m=0.99 | — | — | 0.0559 | **0.0434** | 0.101 | — |
 """
 
-from jadam.experiments.config_lib import base_config, ladder, run, search
+from jadam.experiments.config_lib import base_config, check_arg, ladder, make_smoke, run, search
 
 
 def get_config(arg: str = ""):
+    check_arg("fig1_logreg_imdb", arg)
     config = base_config(
         "fig1_logreg_imdb",
         "imdb",
@@ -53,11 +52,5 @@ def get_config(arg: str = ""):
     config.runs.sgd_nesterov = run("sgd_nesterov", 0.3, "inverse_sqrt", momentum=0.99)
     config.search = search(ladder(1e-3, 3.0), momenta=(0.9, 0.99), span=1)
     if arg == "smoke":
-        config.search = search((0.01, 0.1), max_extensions=1)
-        config.num_train, config.num_test, config.batch_size = 512, 200, 64
-        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8
-    elif arg:
-        raise ValueError(
-            f"fig1_logreg_imdb: unknown config argument {arg!r}; expected '' or 'smoke'"
-        )
+        make_smoke(config)
     return config

@@ -4,10 +4,8 @@ Paper: Adam vs SGD with Nesterov momentum vs AdaGrad (+ AdaMax, §7.1), training
 log-likelihood over 45 epochs of the full 60,000-image training set. Default here: the embedded
 4,000-image MNIST subset, 45 epochs. Real MNIST: --config.data_dir=DIR with the IDX files.
 
-Learning rates, by the paper's tuning protocol (docs/tuning.md): α per run on a
-half-decade grid starting around the previous value and grown past an edge holding the
-best, at this figure's budget (45 epochs, default data, seed 0); score:
-mean training loss over the final epoch. 2.4 min on 2 shared CPU cores:
+Learning rates: docs/tuning.md's search at this budget (45 epochs, default data, seed 0),
+2.4 min on 2 shared CPU cores:
 ``python -m jadam.experiments.lr_search --config=configs/fig1_logreg_mnist.py``
 ``--workdir=runs/lr/fig1_logreg_mnist``.
 
@@ -27,10 +25,11 @@ mean training loss over the final epoch. 2.4 min on 2 shared CPU cores:
 | sgd_nesterov m=0.99 | — | — | 0.0909 | 0.028 | **0.00669** | 0.00707 |
 """
 
-from jadam.experiments.config_lib import base_config, ladder, run, search
+from jadam.experiments.config_lib import base_config, check_arg, ladder, make_smoke, run, search
 
 
 def get_config(arg: str = ""):
+    check_arg("fig1_logreg_mnist", arg)
     config = base_config(
         "fig1_logreg_mnist",
         "mnist",
@@ -48,11 +47,5 @@ def get_config(arg: str = ""):
     config.runs.sgd_nesterov = run("sgd_nesterov", 3.0, "inverse_sqrt", momentum=0.99)
     config.search = search(ladder(1e-3, 10.0), momenta=(0.9, 0.99), span=1)
     if arg == "smoke":
-        config.search = search((0.01, 0.1), max_extensions=1)
-        config.num_train, config.num_test, config.batch_size = 512, 200, 64
-        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8
-    elif arg:
-        raise ValueError(
-            f"fig1_logreg_mnist: unknown config argument {arg!r}; expected '' or 'smoke'"
-        )
+        make_smoke(config)
     return config

@@ -31,10 +31,11 @@ mean training loss over the final epoch. 26 min on 2 shared CPU cores:
 | sgd_nesterov m=0.99 | — | — | 0.182 | **0.147** | 0.658 | 2.32 | div. | — |
 """
 
-from jadam.experiments.config_lib import base_config, ladder, run, search
+from jadam.experiments.config_lib import base_config, check_arg, ladder, make_smoke, run, search
 
 
 def get_config(arg: str = ""):
+    check_arg("fig2_mlp", arg)
     config = base_config(
         "fig2_mlp",
         "mnist",
@@ -53,10 +54,6 @@ def get_config(arg: str = ""):
     config.runs.adadelta = run("adadelta", 1.0)
     config.search = search(ladder(1e-4, 1.0), momenta=(0.9, 0.99), span=1)
     if arg == "smoke":
-        config.search = search((0.01, 0.1), max_extensions=1)
         config.model.hidden = (64, 64)
-        config.num_train, config.num_test, config.batch_size = 512, 200, 64
-        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 4, 8, 8
-    elif arg:
-        raise ValueError(f"fig2_mlp: unknown config argument {arg!r}; expected '' or 'smoke'")
+        make_smoke(config)
     return config

@@ -11,38 +11,28 @@ size, Adam with bias correction, α = 1e-2, β1 = 0.9, β2 = 0.999: the grid's b
 ``:smoke`` and ``:vae_smoke`` are the tiny variants. Other seeds: ``--config.seed=1``.
 """
 
-import importlib.util
 from pathlib import Path
 
 import ml_collections
 
-from jadam.experiments.config_lib import run
+from jadam.experiments.config_lib import check_arg, load_config_module, run, sibling_config
 
 PRECISIONS = ("float32", "bfloat16", "8bit")
 ARGS = ("", "smoke", "vae", "vae_smoke")
 
 
-def _figure_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location(
-        f"jadam_config_{name}", Path(__file__).with_name(f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, module.get_config(arg)
-
-
 def get_config(arg: str = ""):
-    if arg not in ARGS:
-        raise ValueError(f"fig2_state_precision: unknown config argument {arg!r}; expected {ARGS}")
+    check_arg("fig2_state_precision", arg, ARGS)
     size = "smoke" if arg.endswith("smoke") else ""
     if arg.startswith("vae"):
-        module, config = _figure_config("fig4_vae_bias_correction", size)
+        module = load_config_module(Path(__file__).with_name("fig4_vae_bias_correction.py"))
+        config = module.get_config(size)
         adam = config.runs[module.run_id(True, 0.9, 0.999, -2)].optimizer
         config.figure = "fig4_state_precision"
         config.plot.kind = "curves"
         config.plot.title = "Figure 4's VAE: Adam (α=1e-2, β1=0.9, β2=0.999) by state precision"
     else:
-        _, config = _figure_config("fig2_mlp", size)
+        config = sibling_config(__file__, "fig2_mlp", size)
         adam = config.runs.adam.optimizer
         config.figure = "fig2_state_precision"
         config.plot.title = f"Figure 2's MLP: Adam (α={adam.learning_rate:g}) by state precision"

@@ -37,12 +37,13 @@ spot-checked at the same budget and score: 1e2 → 0.258, 1e3 → 0.319 (SFO las
 | sgd_nesterov m=0.99 | — | — | — | — | 0.15 | **0.123** | 11.8 |
 """
 
-from jadam.experiments.config_lib import base_config, ladder, run, search
+from jadam.experiments.config_lib import base_config, check_arg, ladder, make_smoke, run, search
 
 EPOCHS = 4  # SFO's steps are ~15× Adam's on this machine; 4 epochs keep the main command short.
 
 
 def get_config(arg: str = ""):
+    check_arg("fig2b_mlp_sfo", arg)
     config = base_config(
         "fig2b_mlp_sfo",
         "mnist",
@@ -72,8 +73,5 @@ def get_config(arg: str = ""):
     )
     if arg == "smoke":
         config.model.hidden = (64, 64)
-        config.num_train, config.num_test, config.batch_size = 512, 200, 64
-        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 3, 8, 8, 8
-    elif arg:
-        raise ValueError(f"fig2b_mlp_sfo: unknown config argument {arg!r}; expected '' or 'smoke'")
+        make_smoke(config, steps=(3, 8, 8, 8), keep_search=True)
     return config

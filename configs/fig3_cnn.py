@@ -8,10 +8,8 @@ width (c16-c16-c32-256) for 6 epochs on a STAND-IN, the embedded 28×28 MNIST di
 --config.model.channels='(64,64,128)' --config.model.hidden=1000 --config.num_epochs=45 with
 --config.data_dir=DIR holding CIFAR-10's python batches (cifar-10-batches-py).
 
-Learning rates, by the paper's tuning protocol (docs/tuning.md): α per run on a
-half-decade grid starting around the previous value and grown past an edge holding the
-best, at this figure's budget (6 epochs, default data, seed 0); score:
-mean training loss over the final epoch. 31 min on 2 shared CPU cores:
+Learning rates: docs/tuning.md's search at this budget (6 epochs, default data, seed 0),
+31 min on 2 shared CPU cores:
 ``python -m jadam.experiments.lr_search --config=configs/fig3_cnn.py``
 ``--workdir=runs/lr/fig3_cnn``.
 
@@ -34,12 +32,13 @@ mean training loss over the final epoch. 31 min on 2 shared CPU cores:
 | sgd_nesterov_dropout m=0.9 | — | — | 0.494 | 0.203 | **0.156** | 0.241 | — |
 """
 
-from jadam.experiments.config_lib import base_config, ladder, run, search
+from jadam.experiments.config_lib import base_config, check_arg, ladder, make_smoke, run, search
 
 DROPOUT = {"input_dropout": 0.2, "hidden_dropout": 0.5}
 
 
 def get_config(arg: str = ""):
+    check_arg("fig3_cnn", arg)
     config = base_config(
         "fig3_cnn",
         "cifar10",
@@ -68,11 +67,7 @@ def get_config(arg: str = ""):
         config.runs[name + "_dropout"] = run(name, alpha, setting="dropout", model=DROPOUT)
     config.search = search(ladder(1e-5, 1.0), momenta=(0.9,), span=1)
     if arg == "smoke":
-        config.search = search((0.01, 0.1), max_extensions=1)
+        make_smoke(config, sizes=(256, 100, 32), steps=(2, 4, 8, 8))
         config.model.channels, config.model.hidden = (4, 4, 8), 16
-        config.num_train, config.num_test, config.batch_size = 256, 100, 32
-        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = 2, 4, 8, 8
         config.steps_per_call = 2
-    elif arg:
-        raise ValueError(f"fig3_cnn: unknown config argument {arg!r}; expected '' or 'smoke'")
     return config

@@ -45,7 +45,7 @@ grown (6 min on 2 shared CPU cores): ``python -m jadam.experiments.lr_search``
 | nobc_b1_09_b2_099 | 446 | 203 | 135 | **128** | 215 |
 """
 
-from jadam.experiments.config_lib import base_config, run, search
+from jadam.experiments.config_lib import base_config, check_arg, make_smoke, run, search
 
 B1 = (0.0, 0.9)
 B2 = (0.99, 0.999, 0.9999)
@@ -59,6 +59,7 @@ def run_id(corrected: bool, b1: float, b2: float, log10_alpha: int) -> str:
 
 
 def get_config(arg: str = ""):
+    check_arg("fig4_vae_bias_correction", arg)
     config = base_config(
         "fig4_vae_bias_correction",
         "mnist",
@@ -79,20 +80,10 @@ def get_config(arg: str = ""):
     config.search = search(tuple(10.0**e for e in LOG10_ALPHA), max_extensions=2)
     if arg == "smoke":
         config.model.hidden, config.model.latent = 32, 4
-        config.num_train, config.num_test, config.batch_size = 512, 200, 64
-        config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = (
-            3,
-            4,
-            24,
-            8,
-        )
+        make_smoke(config, steps=(3, 4, 24, 8))
         config.plot.budgets_epochs = (1, 3)
         b2_values, alphas = (0.999,), (-3, -2)
         config.search = search((1e-3, 1e-2), max_extensions=1)
-    elif arg:
-        raise ValueError(
-            f"fig4_vae_bias_correction: unknown config argument {arg!r}; expected '' or 'smoke'"
-        )
     for corrected in (True, False):
         for b1 in B1:
             for b2 in b2_values:

@@ -9,10 +9,9 @@ runs every figure's smoke variant; ``--config.only=fig2_mlp,fig3_cnn`` runs a su
 Override a figure's field with e.g. ``--config.figures.fig2_mlp.num_epochs=50``.
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
+
+from jadam.experiments.config_lib import check_arg, sibling_config
 
 FIGURES = (
     "fig1_logreg_mnist",
@@ -25,21 +24,11 @@ FIGURES = (
 )
 
 
-def _figure_config(name: str, arg: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location(
-        f"jadam_config_{name}", Path(__file__).with_name(f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def get_config(arg: str = ""):
-    if arg not in ("", "smoke"):
-        raise ValueError(f"paper: unknown config argument {arg!r}; expected '' or 'smoke'")
+    check_arg("paper", arg)
     config = ml_collections.ConfigDict()
     config.only = ",".join(FIGURES)  # Comma-separated figure names to run, in this order.
     config.figures = ml_collections.ConfigDict(
-        {name: _figure_config(name, arg) for name in FIGURES}
+        {name: sibling_config(__file__, name, arg) for name in FIGURES}
     )
     return config

@@ -8,7 +8,6 @@ from jadam._adabelief import scale_by_belief as scale_by_belief
 from jadam._adafactor import FactoredState as FactoredState
 from jadam._adafactor import adafactor as adafactor
 from jadam._adafactor import scale_by_factored_rms as scale_by_factored_rms
-from jadam._adam import ScaleByAdamState as ScaleByAdamState
 from jadam._adam import adam as adam
 from jadam._adam import adamw as adamw
 from jadam._adam import nadam as nadam
@@ -44,6 +43,7 @@ from jadam._baselines import scale_by_adagrad as scale_by_adagrad
 from jadam._baselines import scale_by_momentum as scale_by_momentum
 from jadam._baselines import scale_by_rms as scale_by_rms
 from jadam._baselines import sgd as sgd
+from jadam._family import ScaleByAdamState as ScaleByAdamState
 from jadam._fused import FusedFallbackWarning as FusedFallbackWarning
 from jadam._fused import FusedTransformation as FusedTransformation
 from jadam._fused import fused_train_step as fused_train_step

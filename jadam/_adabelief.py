@@ -5,16 +5,21 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
-from jax import lax
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
-from jadam._adam import validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
-from jadam._radam import corrected_first_moment
+from jadam._family import adam_direction, corrected_first_moment, init_state, step_moments
+from jadam._primitives import (
+    abs_sq,
+    cast,
+    compute_dtype,
+    ema,
+    map_moment,
+    one_minus_power,
+    plus_scalar,
+)
+from jadam._storage import Moments
+from jadam._validation import check_adam_hyperparameters, check_flag
 
 
 class ScaleByBeliefState(NamedTuple):
@@ -28,17 +33,11 @@ class ScaleByBeliefState(NamedTuple):
 def update_belief(updates: Any, mu: Any, nu: Any, decay: Any, eps_root: Any) -> Any:
     """s_t = β2·s_{t−1} + (1−β2)·|g_t − m_t|² + ε_root (Algorithm 2, line 7)."""
 
-    def leaf(g, m, s):
-        dtype = P._compute_dtype(s.dtype)
-        error = P._cast(g, P._compute_dtype(g.dtype)) - P._cast(m, P._compute_dtype(m.dtype))
-        square = P._cast(P.abs_sq(error), dtype)
-        new = lax.add(P._scale(P._cast(s, dtype), decay), P._scale(square, 1 - decay))
-        new = new + P._scalar(eps_root, dtype) if P._nonzero(eps_root) else new
-        if not P._narrower(s.dtype, dtype):
-            return P._cast(new, s.dtype)
-        return P.saturating_cast(new, s.dtype, nonnegative=True)
+    def leaf(g, s, m):
+        error = cast(g, compute_dtype(g.dtype)) - cast(m, compute_dtype(m.dtype))
+        return plus_scalar(ema(s, cast(abs_sq(error), s.dtype), decay), eps_root)
 
-    return P._tree_map(leaf, updates, mu, nu)
+    return map_moment(leaf, updates, nu, mu, nonnegative=True)
 
 
 def scale_by_belief(
@@ -82,26 +81,25 @@ def scale_by_belief(
     Reference: Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed
     Gradients", NeurIPS 2020.
     """
-    validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    V.check_flag("nesterov", nesterov)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    check_adam_hyperparameters(b1, b2, eps, eps_root)
+    check_flag("nesterov", nesterov)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
 
     def init_fn(params):
-        mu, nu = moments.init(params)
-        return ScaleByBeliefState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+        return init_state(moments, params, ScaleByBeliefState)
+
+    def belief(updates, mu, nu):
+        return update_belief(updates, mu, nu, b2, eps_root)
 
     def update_fn(updates, state, params=None):
         del params
-        count = P.increment(state.count)
-        mu, nu = moments.read(updates, (state.mu, state.nu))
-        mu = P.update_first_moment(updates, mu, b1)
-        nu = update_belief(updates, mu, nu, b2, eps_root)
-        stored_mu, stored_nu = moments.write((mu, nu), count)
-        mu_hat = corrected_first_moment(updates, mu, b1, count, nesterov)
-        scale = P.sqrt(P.bias_correction(nu, b2, count))
-        scale = S.floor_denominator(scale, stored_nu, nu, P.one_minus_power(b2, count))
-        direction = P.normalize(mu_hat, scale, eps, like=updates)
-        return direction, ScaleByBeliefState(count=count, mu=stored_mu, nu=stored_nu)
+        step = step_moments(moments, updates, state, b1, update_nu=belief)
+        mu_hat = corrected_first_moment(updates, step.mu, b1, step.count, nesterov)
+        correction = one_minus_power(b2, step.count)  # ε_root is already in s_t (line 7)
+        direction = adam_direction(
+            mu_hat, step.nu, correction, updates, eps=eps, stored_nu=step.stored_nu
+        )
+        return direction, ScaleByBeliefState(step.count, step.stored_mu, step.stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jadam import _storage as S
-from jadam import _validation as V
 from jadam._quantization import Blockwise8bit
+from jadam._storage import resolve
+from jadam._validation import check_flag, check_learning_rate, check_range, check_tree_matches
 
 
 class FactoredState(NamedTuple):
@@ -64,7 +64,7 @@ def _storage(state_precision: Any) -> Any:
             "codes of row/column means lose the small entries that set the step. Use 'bfloat16' "
             "or 'float16' (stochastic rounding) or leave it None."
         )
-    storage, _, _ = S.resolve(state_precision, None, None)
+    storage, _, _ = resolve(state_precision, None, None)
     return storage
 
 
@@ -109,12 +109,12 @@ def scale_by_factored_rms(
       >>> state.v_row.shape, state.v_col.shape
       ((2,), (3,))
     """
-    V.check_flag("factored", factored)
+    check_flag("factored", factored)
     if not isinstance(min_dim_size_to_factor, int) or min_dim_size_to_factor < 1:
         raise ValueError(
             f"min_dim_size_to_factor must be an int ≥ 1, got {min_dim_size_to_factor!r}."
         )
-    V.check_range("epsilon", epsilon, 0.0, float("inf"), low_inclusive=False)
+    check_range("epsilon", epsilon, 0.0, float("inf"), low_inclusive=False)
     if not callable(decay_rate_fn):
         raise ValueError(f"decay_rate_fn must be callable, got {decay_rate_fn!r}.")
     storage = _storage(state_precision)
@@ -155,7 +155,7 @@ def scale_by_factored_rms(
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("scale_by_factored_rms needs params: update(grads, state, params).")
-        V.check_tree_matches(updates, params, what="parameters")
+        check_tree_matches(updates, params, what="parameters")
         if storage:
             state = _decode(state)
         decay = decay_rate_fn(state.count - step_offset, decay_rate)
@@ -240,13 +240,13 @@ def adafactor(
       ((128,), (256,))
     """
     if learning_rate is not None:
-        V.check_learning_rate(learning_rate)
+        check_learning_rate(learning_rate)
     if clipping_threshold is not None:
-        V.check_range(
+        check_range(
             "clipping_threshold", clipping_threshold, 0.0, float("inf"), low_inclusive=False
         )
     if momentum is not None and not callable(momentum):
-        V.check_range("momentum", momentum, 0.0, 1.0)
+        check_range("momentum", momentum, 0.0, 1.0)
     stages = [
         scale_by_factored_rms(
             factored,

@@ -2,47 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
 from jadam._alias import build_alias, with_learning_rate
+from jadam._family import (
+    ScaleByAdamState,
+    adam_direction,
+    check_eps_form,
+    corrected_first_moment,
+    init_state,
+    step_moments,
+)
 from jadam._nadam import scale_by_nadam
+from jadam._primitives import debias, one_minus_power
 from jadam._schedules import decayed_b1_correction
 from jadam._spec import StepSpec
-
-EPS_FORMS = ("algorithm1", "eps_hat", "inside_root")
-
-
-class ScaleByAdamState(NamedTuple):
-    """State of :func:`scale_by_adam`: step count t (int32), m_t and v_t."""
-
-    count: jax.Array
-    mu: optax.Updates
-    nu: optax.Updates
-
-
-def validate_adam_hyperparameters(b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0) -> None:
-    """Checks b1, b2 ∈ [0, 1), eps ≥ 0 and eps_root ≥ 0 (concrete numbers only)."""
-    V.check_range("b1", b1, 0.0, 1.0)
-    V.check_range("b2", b2, 0.0, 1.0)
-    V.check_non_negative("eps", eps)
-    V.check_non_negative("eps_root", eps_root)
-
-
-def _divide(tree: Any, correction: jax.Array) -> Any:
-    """Each leaf (in its compute dtype) divided by the scalar ``correction``."""
-
-    def leaf(m):
-        m = P.upcast(m)
-        return m / correction.astype(m.dtype)
-
-    return P._tree_map(leaf, tree)
+from jadam._storage import Moments
+from jadam._validation import (
+    check_adam_hyperparameters,
+    check_flag,
+    check_non_negative_or_schedule,
+    check_range,
+)
 
 
 def scale_by_adam(
@@ -59,7 +44,7 @@ def scale_by_adam(
     eps_form: str = "algorithm1",
     b1_decay: Any = None,
 ) -> optax.GradientTransformation:
-    """Scales gradients by Adam's m̂_t / (√v̂_t + ε) (Algorithm 1, lines 6-12).
+    """Scales gradients by Adam's m̂_t / (√v̂_t + ε) (Algorithm 1, lines 7-11).
 
     m_t = β1·m_{t−1} + (1−β1)·g_t,   v_t = β2·v_{t−1} + (1−β2)·|g_t|²,
     m̂_t = m_t/(1−β1^t),   v̂_t = v_t/(1−β2^t),   u_t = m̂_t / (√(v̂_t + ε_root) + ε).
@@ -100,7 +85,7 @@ def scale_by_adam(
         b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
         eps_form=eps_form, b1_decay=b1_decay,
     )  # fmt: skip
-    return scale_by_adam_spec(spec, S.Moments(state_precision, mu_dtype, nu_dtype, count=2))
+    return scale_by_adam_spec(spec, Moments(state_precision, mu_dtype, nu_dtype, count=2))
 
 
 def adam_spec(
@@ -108,67 +93,48 @@ def adam_spec(
     nesterov: bool = False, eps_form: str = "algorithm1", b1_decay: Any = None, **rest: Any,
 ) -> StepSpec:  # fmt: skip
     """The validated :class:`StepSpec` of Algorithm 1 (``rest``: learning rate, decay, mask)."""
-    validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    V.check_choice("eps_form", eps_form, EPS_FORMS)
+    check_adam_hyperparameters(b1, b2, eps, eps_root)
+    check_eps_form(eps_form)
     if b1_decay is not None:
-        V.check_range("b1_decay", b1_decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
+        check_range("b1_decay", b1_decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
         if nesterov:
             raise ValueError("b1_decay is not supported together with nesterov=True.")
-    V.check_flag("bias_correction", bias_correction)
-    V.check_flag("nesterov", nesterov)
+    check_flag("bias_correction", bias_correction)
+    check_flag("nesterov", nesterov)
     return StepSpec(
         "adam", b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
         eps_form=eps_form, b1_decay=b1_decay, **rest,
     )  # fmt: skip
 
 
-def scale_by_adam_spec(spec: StepSpec, moments: S.Moments) -> optax.GradientTransformation:
+def scale_by_adam_spec(spec: StepSpec, moments: Moments) -> optax.GradientTransformation:
     """:func:`scale_by_adam` of a spec and a moment storage (the pure path of Algorithm 1)."""
     b1, b2, eps, eps_root = spec.b1, spec.b2, spec.eps, spec.eps_root
     bias_correction, nesterov, eps_form = spec.bias_correction, spec.nesterov, spec.eps_form
     b1_decay = spec.b1_decay
 
     def init_fn(params):
-        mu, nu = moments.init(params)
-        return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+        return init_state(moments, params)
+
+    def b1_t(count):  # Section 4: β1,t = β1·λ^(t−1)
+        return b1 * jnp.asarray(b1_decay, jnp.result_type(float)) ** (count - 1)
 
     def update_fn(updates, state, params=None):
         del params
-        count = P.increment(state.count)
-        mu_prev, nu_prev = moments.read(updates, (state.mu, state.nu))
-        if b1_decay is None:
-            mu = P.update_first_moment(updates, mu_prev, b1)
-        else:  # Section 4: β1,t = β1·λ^(t−1)
-            b1_t = b1 * jnp.asarray(b1_decay, jnp.result_type(float)) ** (count - 1)
-            mu = P.update_first_moment(updates, mu_prev, b1_t)
-        nu = P.update_second_moment(updates, nu_prev, b2)
-        stored_mu, stored_nu = moments.write((mu, nu), count)
-        if not bias_correction:
-            mu_hat, nu_hat = mu, nu
-        elif b1_decay is None:
-            mu_hat = P.bias_correction(mu, b1, count)
-            nu_hat = P.bias_correction(nu, b2, count)
+        step = step_moments(moments, updates, state, b1 if b1_decay is None else b1_t, b2)
+        count, mu, nu = step.count, step.mu, step.nu
+        if b1_decay is not None and bias_correction:
+            mu_hat = debias(mu, decayed_b1_correction(b1, b1_decay, count))
         else:
-            mu_hat = _divide(mu, decayed_b1_correction(b1, b1_decay, count))
-            nu_hat = P.bias_correction(nu, b2, count)
-        if nesterov:
-            next_mu = P.bias_correction(mu, b1, P.increment(count)) if bias_correction else mu
-            grad = P.bias_correction(updates, b1, count) if bias_correction else updates
-            mu_hat = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, next_mu, grad)
-        divisor = P.one_minus_power(b2, count) if bias_correction else 1.0
-        outer_eps = eps
-        if eps_form == "inside_root":
-            scale, outer_eps = P.sqrt(nu_hat, eps_root + eps), 0.0
-        elif eps_form == "eps_hat" and bias_correction:
-            # m̂_t·√(1−β2^t) / (√v_t + ε̂) = α_t·m_t/(√v_t + ε̂) / α.
-            root = jnp.sqrt(divisor)
-            mu_hat = jax.tree.map(lambda m: m * root.astype(m.dtype), mu_hat)
-            scale, divisor = P.sqrt(nu, eps_root), 1.0
-        else:
-            scale = P.sqrt(nu_hat, eps_root)
-        scale = S.floor_denominator(scale, stored_nu, nu, divisor)
-        direction = P.normalize(mu_hat, scale, outer_eps, like=updates)
-        return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
+            mu_hat = corrected_first_moment(
+                updates, mu, b1, count, nesterov, corrected=bias_correction
+            )
+        correction = one_minus_power(b2, count) if bias_correction else None
+        direction = adam_direction(
+            mu_hat, nu, correction, updates, eps=eps, eps_root=eps_root, eps_form=eps_form,
+            stored_nu=step.stored_nu,
+        )  # fmt: skip
+        return direction, ScaleByAdamState(count=count, mu=step.stored_mu, nu=step.stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -213,7 +179,7 @@ def adam(
         b1, b2, eps, eps_root, bias_correction=bias_correction, nesterov=nesterov,
         eps_form=eps_form, b1_decay=b1_decay, learning_rate=learning_rate,
     )  # fmt: skip
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
     return build_alias(spec, moments, scale_by_adam_spec(spec, moments), fused=fused)
 
 
@@ -246,14 +212,9 @@ def nadam(
       >>> state = tx.init(jnp.zeros(3))
       >>> torch_like = nadam(1e-3, momentum_decay=0.004)
     """
-    V.check_flag("nesterov", nesterov)
+    check_flag("nesterov", nesterov)
     if momentum_decay is not None:
-        if not nesterov:
-            raise ValueError(f"nesterov must be True with a momentum_decay, got {nesterov!r}.")
-        if not isinstance(eps_root, jax.Array) and eps_root != 0:
-            raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
-        if (nu_dtype, state_precision) != (None, None):
-            raise ValueError("momentum_decay does not support nu_dtype or state_precision yet.")
+        _check_momentum_decay_options(nesterov, eps_root, nu_dtype, state_precision)
         scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
         return with_learning_rate(learning_rate, scaling)
     return adam(
@@ -300,13 +261,12 @@ def adamw(
       >>> params = jnp.ones(2)
       >>> updates, _ = tx.update(jnp.ones(2), tx.init(params), params)
     """
-    if not callable(weight_decay):
-        V.check_non_negative("weight_decay", weight_decay)
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     spec = adam_spec(
         b1, b2, eps, eps_root, nesterov=nesterov, learning_rate=learning_rate,
         weight_decay=weight_decay, mask=mask,
     )  # fmt: skip
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
     return build_alias(spec, moments, scale_by_adam_spec(spec, moments), fused=fused)
 
 
@@ -342,7 +302,7 @@ def nadamw(
       >>> params = jnp.ones(2)
       >>> updates, _ = tx.update(jnp.ones(2), tx.init(params), params)
     """
-    V.check_flag("nesterov", nesterov)
+    check_flag("nesterov", nesterov)
     if momentum_decay is None:
         return adamw(
             learning_rate,
@@ -357,13 +317,22 @@ def nadamw(
             nu_dtype=nu_dtype,
             state_precision=state_precision,
         )
+    _check_momentum_decay_options(nesterov, eps_root, nu_dtype, state_precision)
+    check_non_negative_or_schedule("weight_decay", weight_decay)
+    scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
+    return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))
+
+
+def _check_momentum_decay_options(
+    nesterov: bool, eps_root: Any, nu_dtype: Any, state_precision: Any
+) -> None:
+    """The options Dozat's momentum schedule (:func:`jadam.scale_by_nadam`) cannot honour."""
     if not nesterov:
-        raise ValueError("momentum_decay is Dozat's Nesterov schedule: it needs nesterov=True.")
+        raise ValueError(
+            "momentum_decay is Dozat's Nesterov schedule: it needs nesterov=True, got "
+            f"{nesterov!r}."
+        )
     if not isinstance(eps_root, jax.Array) and eps_root != 0:
         raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
     if (nu_dtype, state_precision) != (None, None):
         raise ValueError("momentum_decay does not support nu_dtype or state_precision yet.")
-    if not callable(weight_decay):
-        V.check_non_negative("weight_decay", weight_decay)
-    scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
-    return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
 from jadam._alias import build_alias, with_learning_rate
+from jadam._family import init_state, step_moments
+from jadam._primitives import bias_correction, normalize, update_infinity_norm
 from jadam._spec import StepSpec
+from jadam._storage import Moments, floor_denominator
+from jadam._validation import check_adam_hyperparameters, check_non_negative_or_schedule
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -32,7 +32,7 @@ def scale_by_adamax(
     nu_dtype: Any = None,
     state_precision: Any = None,
 ) -> optax.GradientTransformation:
-    """Scales gradients by AdaMax's m̂_t / u_t (Algorithm 2, lines 6-11).
+    """Scales gradients by AdaMax's m̂_t / u_t (Algorithm 2, lines 7-9).
 
     m_t = β1·m_{t−1} + (1−β1)·g_t,   u_t = max(β2·u_{t−1}, |g_t|),   out = m_t/((1−β1^t)·(u_t + ε)).
 
@@ -58,36 +58,33 @@ def scale_by_adamax(
       Array([ 1., -1.,  0.], dtype=float32)
     """
     spec = adamax_spec(b1, b2, eps)
-    return scale_by_adamax_spec(spec, S.Moments(state_precision, mu_dtype, nu_dtype, count=2))
+    return scale_by_adamax_spec(spec, Moments(state_precision, mu_dtype, nu_dtype, count=2))
 
 
 def adamax_spec(b1: Any, b2: Any, eps: Any, **rest: Any) -> StepSpec:
     """The validated :class:`StepSpec` of Algorithm 2 (``rest``: the learning rate)."""
-    V.check_range("b1", b1, 0.0, 1.0)
-    V.check_range("b2", b2, 0.0, 1.0)
-    V.check_non_negative("eps", eps)
+    check_adam_hyperparameters(b1, b2, eps)
     return StepSpec("adamax", b1, b2, eps, **rest)
 
 
-def scale_by_adamax_spec(spec: StepSpec, moments: S.Moments) -> optax.GradientTransformation:
+def scale_by_adamax_spec(spec: StepSpec, moments: Moments) -> optax.GradientTransformation:
     """:func:`scale_by_adamax` of a spec and a moment storage (the pure path of Algorithm 2)."""
     b1, b2, eps = spec.b1, spec.b2, spec.eps
 
     def init_fn(params):
-        mu, nu = moments.init(params)
-        return ScaleByAdamaxState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+        return init_state(moments, params, ScaleByAdamaxState)
+
+    def infinity_norm(updates, mu, nu):
+        del mu
+        return update_infinity_norm(updates, nu, b2)
 
     def update_fn(updates, state, params=None):
         del params
-        count = P.increment(state.count)
-        mu, nu = moments.read(updates, (state.mu, state.nu))
-        mu = P.update_first_moment(updates, mu, b1)
-        nu = P.update_infinity_norm(updates, nu, b2)
-        stored_mu, stored_nu = moments.write((mu, nu), count)
-        mu_hat = P.bias_correction(mu, b1, count)
-        scale = S.floor_denominator(nu, stored_nu, nu, root=False)
-        direction = P.normalize(mu_hat, scale, eps, like=updates)
-        return direction, ScaleByAdamaxState(count=count, mu=stored_mu, nu=stored_nu)
+        step = step_moments(moments, updates, state, b1, update_nu=infinity_norm)
+        mu_hat = bias_correction(step.mu, b1, step.count)
+        scale = floor_denominator(step.nu, step.stored_nu, step.nu, root=False)
+        direction = normalize(mu_hat, scale, eps, like=updates)
+        return direction, ScaleByAdamaxState(step.count, step.stored_mu, step.stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -113,7 +110,7 @@ def adamax(
       Array([-0.002], dtype=float32)
     """
     spec = adamax_spec(b1, b2, eps, learning_rate=learning_rate)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
     return build_alias(spec, moments, scale_by_adamax_spec(spec, moments), fused=fused)
 
 
@@ -148,8 +145,7 @@ def adamaxw(
       >>> tx.update(jnp.array([3.0]), tx.init(params), params)[0]  # −α·(1 + λ·θ)
       Array([-0.003], dtype=float32)
     """
-    if not callable(weight_decay):
-        V.check_non_negative("weight_decay", weight_decay)
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_adamax(
         b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype, state_precision=state_precision
     )

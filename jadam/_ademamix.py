@@ -8,11 +8,23 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
-from jadam._adam import validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
+from jadam._family import adam_direction
+from jadam._primitives import (
+    bias_correction,
+    increment,
+    one_minus_power,
+    upcast,
+    update_first_moment,
+    update_second_moment,
+)
+from jadam._storage import Moments
+from jadam._validation import (
+    check_adam_hyperparameters,
+    check_non_negative,
+    check_non_negative_or_schedule,
+    check_range,
+)
 
 
 class ScaleByAdemamixState(NamedTuple):
@@ -75,12 +87,12 @@ def scale_by_ademamix(
     Reference: Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster, Older",
     2024, arXiv:2409.03137.
     """
-    validate_adam_hyperparameters(b1, b2, eps, eps_root)
+    check_adam_hyperparameters(b1, b2, eps, eps_root)
     if not callable(b3):
-        V.check_range("b3", b3, 0.0, 1.0)
+        check_range("b3", b3, 0.0, 1.0)
     if not callable(alpha):
-        V.check_non_negative("alpha", alpha)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=3, signed=2)
+        check_non_negative("alpha", alpha)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=3, signed=2)
 
     def init_fn(params):
         m1, m2, nu = moments.init(params)
@@ -91,17 +103,18 @@ def scale_by_ademamix(
         del params
         b3_t, alpha_t = _value(b3, state.count_m2), _value(alpha, state.count_m2)
         m1, m2, nu = moments.read(updates, (state.m1, state.m2, state.nu))
-        m1 = P.update_first_moment(updates, m1, b1)
-        m2 = P.update_first_moment(updates, m2, b3_t)
-        nu = P.update_second_moment(updates, nu, b2)
-        count = P.increment(state.count)
+        m1 = update_first_moment(updates, m1, b1)
+        m2 = update_first_moment(updates, m2, b3_t)
+        nu = update_second_moment(updates, nu, b2)
+        count = increment(state.count)
         stored = moments.write((m1, m2, nu), count)
-        m1_hat = P.bias_correction(m1, b1, count)
-        mixed = jax.tree.map(lambda fast, slow: fast + alpha_t * P.upcast(slow), m1_hat, m2)
-        scale = P.sqrt(P.bias_correction(nu, b2, count), eps_root)
-        scale = S.floor_denominator(scale, stored[2], nu, P.one_minus_power(b2, count))
-        direction = P.normalize(mixed, scale, eps, like=updates)
-        new_state = ScaleByAdemamixState(count, P.increment(state.count_m2), *stored)
+        m1_hat = bias_correction(m1, b1, count)
+        mixed = jax.tree.map(lambda fast, slow: fast + alpha_t * upcast(slow), m1_hat, m2)
+        direction = adam_direction(
+            mixed, nu, one_minus_power(b2, count), updates, eps=eps, eps_root=eps_root,
+            stored_nu=stored[2],
+        )  # fmt: skip
+        new_state = ScaleByAdemamixState(count, increment(state.count_m2), *stored)
         return direction, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -133,8 +146,7 @@ def ademamix(
       >>> params = {"w": jnp.ones(2)}
       >>> updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
     """
-    if not callable(weight_decay):
-        V.check_non_negative("weight_decay", weight_decay)
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_ademamix(
         b1,
         b2,

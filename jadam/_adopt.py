@@ -9,11 +9,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
-from jadam._adam import ScaleByAdamState, validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
+from jadam._family import ScaleByAdamState, init_state
+from jadam._primitives import (
+    increment,
+    safe_divide,
+    sqrt,
+    upcast,
+    update_first_moment,
+    update_second_moment,
+)
+from jadam._storage import Moments, floor_denominator
+from jadam._validation import check_adam_hyperparameters, check_flag
 
 
 def _default_clip(count: jax.Array) -> jax.Array:
@@ -68,16 +75,15 @@ def scale_by_adopt(
     Reference: Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any β2 with the
     Optimal Rate", NeurIPS 2024.
     """
-    validate_adam_hyperparameters(b1, b2, eps)
-    V.check_flag("nesterov", nesterov)
-    V.check_flag("use_clipping", use_clipping)
+    check_adam_hyperparameters(b1, b2, eps)
+    check_flag("nesterov", nesterov)
+    check_flag("use_clipping", use_clipping)
     if not callable(clip_value_fn):
         raise ValueError(f"clip_value_fn must be a callable of the step, got {clip_value_fn!r}.")
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
 
     def init_fn(params):
-        mu, nu = moments.init(params)
-        return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+        return init_state(moments, params)
 
     def update_fn(updates, state, params=None):
         del params
@@ -85,15 +91,15 @@ def scale_by_adopt(
         started = state.count > 0
         b1_t = jnp.where(started, b1, 1.0)  # step 0 leaves m at 0
         b2_t = jnp.where(started, b2, 0.0)  # step 0 sets v to g²
-        scale = S.floor_denominator(P.sqrt(nu_prev), state.nu, nu_prev)
+        scale = floor_denominator(sqrt(nu_prev), state.nu, nu_prev)
         normalized = _normalize(updates, scale, eps)
         if use_clipping:
             bound = clip_value_fn(state.count)
             normalized = jax.tree.map(lambda x: jnp.clip(x, -bound, bound), normalized)
-        mu = P.update_first_moment(normalized, mu_prev, b1_t)
-        nu = P.update_second_moment(updates, nu_prev, b2_t)
-        direction = P.update_first_moment(normalized, mu, b1_t) if nesterov else mu
-        count = P.increment(state.count)
+        mu = update_first_moment(normalized, mu_prev, b1_t)
+        nu = update_second_moment(updates, nu_prev, b2_t)
+        direction = update_first_moment(normalized, mu, b1_t) if nesterov else mu
+        count = increment(state.count)
         stored_mu, stored_nu = moments.write((mu, nu), count)
         direction = jax.tree.map(lambda d, g: d.astype(g.dtype), direction, updates)
         return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
@@ -106,7 +112,7 @@ def _normalize(updates: Any, scale: Any, eps: Any) -> Any:
 
     def leaf(g, s):
         denominator = jnp.maximum(s, jnp.asarray(eps, s.dtype))
-        return P.safe_divide(P.upcast(g), denominator)
+        return safe_divide(upcast(g), denominator)
 
     return jax.tree.map(leaf, updates, scale)
 

@@ -8,11 +8,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
-from jadam._adam import EPS_FORMS, validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
+from jadam._family import adam_direction, check_eps_form, init_state
+from jadam._primitives import (
+    bias_correction,
+    debias,
+    increment,
+    one_minus_power,
+    saturating_cast,
+    update_first_moment,
+    update_second_moment,
+)
+from jadam._storage import Moments
+from jadam._validation import check_adam_hyperparameters, check_choice, check_flag
 
 AMSGRAD_VARIANTS = ("max_of_corrected", "max_of_raw", "uncorrected")
 
@@ -69,10 +77,10 @@ def scale_by_amsgrad(
       >>> state.nu_max
       Array([4.], dtype=float32)
     """
-    validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=3)
-    V.check_choice("variant", variant, AMSGRAD_VARIANTS)
-    V.check_choice("eps_form", eps_form, EPS_FORMS)
+    check_adam_hyperparameters(b1, b2, eps, eps_root)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=3)
+    check_choice("variant", variant, AMSGRAD_VARIANTS)
+    check_eps_form(eps_form)
     correct_mu, correct_nu = _corrections(variant, bias_correction_mu, bias_correction_nu)
     if eps_form == "eps_hat" and variant == "max_of_corrected" and correct_mu != correct_nu:
         raise ValueError(
@@ -81,41 +89,28 @@ def scale_by_amsgrad(
         )
 
     def init_fn(params):
-        mu, nu, nu_max = moments.init(params)
-        return ScaleByAmsgradState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
+        return init_state(moments, params, ScaleByAmsgradState)
 
     def update_fn(updates, state, params=None):
         del params
-        count = P.increment(state.count)
+        count = increment(state.count)
         mu, nu, nu_max = moments.read(updates, (state.mu, state.nu, state.nu_max))
-        mu = P.update_first_moment(updates, mu, b1)
-        nu = P.update_second_moment(updates, nu, b2)
-        running = P.bias_correction(nu, b2, count) if correct_nu else nu
+        mu = update_first_moment(updates, mu, b1)
+        nu = update_second_moment(updates, nu, b2)
+        correction = one_minus_power(b2, count)
+        running = debias(nu, correction) if correct_nu else nu
         nu_max = jax.tree.map(
-            lambda m, v: P.saturating_cast(jnp.maximum(m, v), m.dtype), nu_max, running
+            lambda m, v: saturating_cast(jnp.maximum(m, v), m.dtype), nu_max, running
         )
         stored = moments.write((mu, nu, nu_max), count)
-        correction = P.one_minus_power(b2, count)
-        # divisor: what turns the stored nu_max into the quantity under the root (for the floor).
-        divisor = correction if variant == "max_of_raw" else 1.0
-        mu_hat = P.bias_correction(mu, b1, count) if correct_mu else mu
-        nu_max_hat = P.bias_correction(nu_max, b2, count) if variant == "max_of_raw" else nu_max
-        outer_eps = eps
-        if eps_form == "inside_root":
-            scale, outer_eps = P.sqrt(nu_max_hat, eps_root + eps), 0.0
-        elif eps_form == "eps_hat" and correct_mu:
-            root = jnp.sqrt(correction)
-            mu_hat = jax.tree.map(lambda m: m * root.astype(m.dtype), mu_hat)
-            if variant == "max_of_raw":
-                raw_max, divisor = nu_max, 1.0
-            else:  # v̂max_t·(1−β2^t)
-                raw_max = jax.tree.map(lambda v: v * correction.astype(v.dtype), P.upcast(nu_max))
-                divisor = 1.0 / correction
-            scale = P.sqrt(raw_max, eps_root)
-        else:
-            scale = P.sqrt(nu_max_hat, eps_root)
-        scale = S.floor_denominator(scale, stored[2], nu_max, divisor)
-        direction = P.normalize(mu_hat, scale, outer_eps, like=updates)
+        mu_hat = bias_correction(mu, b1, count) if correct_mu else mu
+        # "max_of_raw" divides the max by 1 − β2^t; the others already hold what goes under
+        # the root (with ε̂, v̂max_t·(1−β2^t)).
+        direction = adam_direction(
+            mu_hat, nu_max, correction if correct_mu else None, updates, eps=eps,
+            eps_root=eps_root, eps_form=eps_form, divide_nu=variant == "max_of_raw",
+            stored_nu=stored[2],
+        )  # fmt: skip
         return direction, ScaleByAmsgradState(count, *stored)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -123,8 +118,8 @@ def scale_by_amsgrad(
 
 def _corrections(variant: str, correct_mu: bool, correct_nu: bool) -> tuple[bool, bool]:
     """(correct m_t, max of the corrected v̂_t) for a variant and optax's two switches."""
-    V.check_flag("bias_correction_mu", correct_mu)
-    V.check_flag("bias_correction_nu", correct_nu)
+    check_flag("bias_correction_mu", correct_mu)
+    check_flag("bias_correction_nu", correct_nu)
     if variant == "max_of_corrected":
         return correct_mu, correct_nu
     if not (correct_mu and correct_nu):

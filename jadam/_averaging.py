@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _validation as V
+from jadam._primitives import bias_correction, increment, update_first_moment, zeros_like
+from jadam._validation import check_range, check_tree_matches
 
 
 class TemporalAveragingState(NamedTuple):
@@ -44,23 +44,23 @@ def temporal_averaging(decay: Any = 0.999) -> optax.GradientTransformation:
       >>> averaged_params(state), averaged_params(state, params)  # θ̄_1; (½θ_1 + θ_2)/1.5
       (Array([-1.], dtype=float32), Array([-1.6666666], dtype=float32))
     """
-    V.check_range("decay", decay, 0.0, 1.0)
+    check_range("decay", decay, 0.0, 1.0)
 
     def init_fn(params):
         return TemporalAveragingState(
             count=jnp.zeros([], jnp.int32),
             decay=jnp.asarray(decay, jnp.result_type(float)),
-            average=P.zeros_like(params),
+            average=zeros_like(params),
         )
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("temporal_averaging needs params: call update(updates, state, params)")
-        V.check_tree_matches(params, state.average, "averaged parameters")
-        folded = P.update_first_moment(params, state.average, state.decay)
+        check_tree_matches(params, state.average, "averaged parameters")
+        folded = update_first_moment(params, state.average, state.decay)
         first = state.count == 0  # params is θ_0 on the first call: not averaged
         average = jax.tree.map(lambda new, old: jnp.where(first, old, new), folded, state.average)
-        count = P.increment(state.count)
+        count = increment(state.count)
         return updates, TemporalAveragingState(count=count, decay=state.decay, average=average)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -112,7 +112,7 @@ def averaged_params(opt_state: Any, params: Any = None) -> Any:
                 "params do not match the averaged parameters: leaf shapes "
                 f"{[jnp.shape(x) for x in leaves]}, expected {[jnp.shape(x) for x in average]}."
             )
-        average = P.update_first_moment(leaves, average, decay)
-        count = P.increment(count)
-    corrected = P.bias_correction(average, decay, count)
+        average = update_first_moment(leaves, average, decay)
+        count = increment(count)
+    corrected = bias_correction(average, decay, count)
     return structure.unflatten([c.astype(a.dtype) for c, a in zip(corrected, average, strict=True)])

@@ -11,13 +11,31 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _validation as V
 from jadam._alias import with_learning_rate
+from jadam._primitives import (
+    abs_sq,
+    debias,
+    increment,
+    one_minus_power,
+    saturating_cast,
+    upcast,
+    update_first_moment,
+    update_second_moment,
+    zeros_like,
+)
+from jadam._validation import (
+    FLOAT32_TINY,
+    check_dtype,
+    check_flag,
+    check_non_negative,
+    check_non_negative_or_schedule,
+    check_range,
+    check_tree_matches,
+)
 
 
 def _full_like(params: Any, value: Any, *, real: bool = False) -> Any:
-    return jax.tree.map(lambda z: z + jnp.asarray(value, z.dtype), P.zeros_like(params, real=real))
+    return jax.tree.map(lambda z: z + jnp.asarray(value, z.dtype), zeros_like(params, real=real))
 
 
 class ScaleByMomentumState(NamedTuple):
@@ -43,16 +61,16 @@ def scale_by_momentum(
       >>> u
       Array([1.5], dtype=float32)
     """
-    V.check_range("momentum", momentum, 0.0, 1.0, high_inclusive=True)
-    V.check_flag("nesterov", nesterov)
-    V.check_dtype("accumulator_dtype", accumulator_dtype)
+    check_range("momentum", momentum, 0.0, 1.0, high_inclusive=True)
+    check_flag("nesterov", nesterov)
+    check_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params):
-        return ScaleByMomentumState(trace=P.zeros_like(params, accumulator_dtype))
+        return ScaleByMomentumState(trace=zeros_like(params, accumulator_dtype))
 
     def update_fn(updates, state, params=None):
         del params
-        V.check_tree_matches(updates, state.trace)
+        check_tree_matches(updates, state.trace)
         trace = jax.tree.map(lambda g, b: g + momentum * b, updates, state.trace)
         out = jax.tree.map(lambda g, b: g + momentum * b, updates, trace) if nesterov else trace
         stored = jax.tree.map(lambda b, old: b.astype(old.dtype), trace, state.trace)
@@ -81,7 +99,7 @@ def sgd(
       >>> updates
       Array([-0.19], dtype=float32)
     """
-    V.check_flag("nesterov", nesterov)
+    check_flag("nesterov", nesterov)
     if momentum is None:
         if nesterov:
             raise ValueError("nesterov=True needs a momentum in [0, 1], got momentum=None.")
@@ -116,24 +134,24 @@ def scale_by_adagrad(
       >>> updates
       Array([-1.,  0.], dtype=float32)
     """
-    V.check_non_negative("initial_accumulator_value", initial_accumulator_value)
-    V.check_non_negative("eps", eps)
+    check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    check_non_negative("eps", eps)
 
     def init_fn(params):
         return ScaleByAdagradState(_full_like(params, initial_accumulator_value, real=True))
 
     def update_fn(updates, state, params=None):
         del params
-        V.check_tree_matches(updates, state.sum_of_squares)
+        check_tree_matches(updates, state.sum_of_squares)
         sums = jax.tree.map(
-            lambda g, s: P.saturating_cast(P.upcast(s) + P.abs_sq(P.upcast(g)), s.dtype),
+            lambda g, s: saturating_cast(upcast(s) + abs_sq(upcast(g)), s.dtype),
             updates,
             state.sum_of_squares,
         )
         out = jax.tree.map(
             lambda g, s: (g * jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0)).astype(g.dtype),
             updates,
-            P.upcast(sums),
+            upcast(sums),
         )
         return out, ScaleByAdagradState(sums)
 
@@ -222,31 +240,32 @@ def scale_by_rms(
       >>> updates
       Array([2.], dtype=float32)
     """
-    V.check_range("decay", decay, 0.0, 1.0)
-    V.check_non_negative("eps", eps)
-    V.check_non_negative("initial_scale", initial_scale)
+    check_range("decay", decay, 0.0, 1.0)
+    check_non_negative("eps", eps)
+    check_non_negative("initial_scale", initial_scale)
     for flag, value in [("eps_in_sqrt", eps_in_sqrt), ("centered", centered)]:
-        V.check_flag(flag, value)
-    V.check_flag("bias_correction", bias_correction)
+        check_flag(flag, value)
+    check_flag("bias_correction", bias_correction)
     options = {"centered": centered, "bias_correction": bias_correction}
 
     def init_fn(params):
-        mu = P.zeros_like(params) if centered else None
+        mu = zeros_like(params) if centered else None
         nu = _full_like(params, initial_scale, real=True)
         return _rms_state(jnp.zeros([], jnp.int32), mu, nu, **options)
 
     def update_fn(updates, state, params=None):
         del params
-        V.check_tree_matches(updates, state.nu)
-        count = P.increment(state.count) if bias_correction else None
-        nu = P.update_second_moment(updates, state.nu, decay)
-        nu_hat = P.bias_correction(nu, decay, count) if bias_correction else P.upcast(nu)
+        check_tree_matches(updates, state.nu)
+        count = increment(state.count) if bias_correction else None
+        correction = one_minus_power(decay, count) if bias_correction else None
+        nu = update_second_moment(updates, state.nu, decay)
+        nu_hat = debias(nu, correction) if bias_correction else upcast(nu)
         mu = None
         if centered:
-            mu = P.update_first_moment(updates, state.mu, decay)
-            mu_hat = P.bias_correction(mu, decay, count) if bias_correction else P.upcast(mu)
+            mu = update_first_moment(updates, state.mu, decay)
+            mu_hat = debias(mu, correction) if bias_correction else upcast(mu)
             # v − |m|² ≥ 0 in exact arithmetic; rounding can make it −1e-9 (a NaN root).
-            nu_hat = jax.tree.map(lambda v, m: jnp.maximum(v - P.abs_sq(m), 0), nu_hat, mu_hat)
+            nu_hat = jax.tree.map(lambda v, m: jnp.maximum(v - abs_sq(m), 0), nu_hat, mu_hat)
         if eps_in_sqrt:
             scale = jax.tree.map(lambda v: jax.lax.rsqrt(v + eps), nu_hat)
         else:
@@ -286,7 +305,7 @@ def rmsprop(
     scaling = scale_by_rms(
         decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=centered
     )
-    V.check_flag("nesterov", nesterov)
+    check_flag("nesterov", nesterov)
     if momentum is None and nesterov:
         raise ValueError("nesterov=True needs a momentum in [0, 1], got momentum=None.")
     tail = optax.identity() if momentum is None else scale_by_momentum(momentum, nesterov)
@@ -310,26 +329,26 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> optax.GradientTransfor
       >>> tx = scale_by_adadelta()
       >>> state = tx.init(jnp.zeros(2))
     """
-    V.check_range("rho", rho, 0.0, 1.0)
+    check_range("rho", rho, 0.0, 1.0)
     # ε > 0 is needed: with ε = 0 (or one that rounds to 0 in float32) Δx starts at 0/0.
-    V.check_range("eps", eps, V.FLOAT32_TINY, math.inf, high_inclusive=True)
+    check_range("eps", eps, FLOAT32_TINY, math.inf, high_inclusive=True)
 
     def init_fn(params):
         return ScaleByAdadeltaState(
-            e_g=P.zeros_like(params, real=True), e_x=P.zeros_like(params, real=True)
+            e_g=zeros_like(params, real=True), e_x=zeros_like(params, real=True)
         )
 
     def update_fn(updates, state, params=None):
         del params
-        V.check_tree_matches(updates, state.e_g)
-        e_g = P.update_second_moment(updates, state.e_g, rho)
+        check_tree_matches(updates, state.e_g)
+        e_g = update_second_moment(updates, state.e_g, rho)
         out = jax.tree.map(
             lambda g, eg, ex: (jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps) * g).astype(g.dtype),
             updates,
-            P.upcast(e_g),
-            P.upcast(state.e_x),
+            upcast(e_g),
+            upcast(state.e_x),
         )
-        e_x = P.update_second_moment(out, state.e_x, rho)
+        e_x = update_second_moment(out, state.e_x, rho)
         return out, ScaleByAdadeltaState(e_g=e_g, e_x=e_x)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -362,8 +381,7 @@ def adadelta(
       >>> bool((updates < 0).all())
       True
     """
-    if not callable(weight_decay):
-        V.check_non_negative("weight_decay", weight_decay)
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     no_decay = weight_decay_mask is None and isinstance(weight_decay, (int, float))
     if no_decay and weight_decay == 0:
         decay = optax.identity()  # the same (empty) state, and params are not needed

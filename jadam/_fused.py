@@ -18,7 +18,6 @@ arithmetic with one :class:`FusedFallbackWarning` per reason and process.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -28,15 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jadam import _kernel as K
+from jadam import _kernel, _packed, _primitives, _storage, _validation
 from jadam import _kernel_reference as reference
-from jadam import _packed
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
 from jadam._packed import PackedAdamState
 from jadam._precision import StochasticRounding
-from jadam._quantization import Blockwise8bit, packed_shape
+from jadam._quantization import Blockwise8bit
 from jadam._spec import StepSpec
 
 _is_none = lambda x: x is None  # noqa: E731
@@ -63,7 +58,7 @@ def warn_fallback(reason: str) -> None:
 # Construction: options the kernel does not implement.
 
 
-def check_supported(spec: StepSpec, moments: S.Moments) -> None:
+def check_supported(spec: StepSpec, moments: _storage.Moments) -> None:
     """Raises ``ValueError`` naming the first option of ``spec``/``moments`` the kernel lacks."""
 
     def refuse(option: str, value: Any, allowed: str) -> None:
@@ -118,7 +113,7 @@ def environment_reason(
     arrays: list[Any], hyperparameters: list[Any], others: list[Any] = ()
 ) -> str | None:
     """None if the kernel can run on these float32 ``arrays`` (and ``others``), else why not."""
-    if not K.available():
+    if not _kernel.available():
         return "the kernel was not built (no C++ compiler or jaxlib headers at install time)"
     if any(getattr(x, "dtype", None) != jnp.float32 for x in arrays):
         return "parameters or gradients that are not float32"
@@ -133,17 +128,21 @@ def environment_reason(
 
 def _expected_moment(storage: Any, shape: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
     """(shape, dtype) the pure path stores a moment in, for a float32 leaf of ``shape``."""
-    if isinstance(storage, StochasticRounding):
-        return shape, jnp.dtype(storage.dtype)
-    if isinstance(storage, Blockwise8bit) and math.prod(shape) >= storage.min_size:
-        return packed_shape(math.prod(shape), storage.block_size), jnp.dtype(jnp.uint8)
-    return shape, jnp.dtype(jnp.float32)
+    if storage is None:
+        return shape, jnp.dtype(jnp.float32)
+    return storage.stored_form(shape)
 
 
 def _kind(storage: Any, dtype: Any) -> int:
-    if dtype == jnp.uint8:
-        return K.BLOCKWISE8 if storage.stochastic else K.BLOCKWISE8_NEAREST
-    return {jnp.bfloat16: K.BFLOAT16, jnp.float16: K.FLOAT16}.get(dtype.type, K.FLOAT32)
+    """The kernel's code for a stored moment of ``dtype``, as ``storage`` names it."""
+    codes = {
+        "float32": _kernel.FLOAT32,
+        "bfloat16": _kernel.BFLOAT16,
+        "float16": _kernel.FLOAT16,
+        "blockwise8": _kernel.BLOCKWISE8,
+        "blockwise8_nearest": _kernel.BLOCKWISE8_NEAREST,
+    }
+    return codes["float32" if storage is None else storage.kernel_kind(dtype)]
 
 
 def _check_moment(name: str, path: str, stored: Any, grad: Any, storage: Any) -> None:
@@ -169,15 +168,17 @@ class KernelExecutor:
     and 16-bit moments into one vector each (:class:`jadam.PackedAdamState`) on one CPU device.
     """
 
-    def __init__(self, spec: StepSpec, moments: S.Moments, pure: optax.GradientTransformation):
+    def __init__(
+        self, spec: StepSpec, moments: _storage.Moments, pure: optax.GradientTransformation
+    ):
         check_supported(spec, moments)
         self.spec, self.moments, self.pure = spec, moments, pure
         self.storage = moments.storage
-        self.algorithm = K.ADAM if spec.algorithm == "adam" else K.ADAMAX
+        self.algorithm = _kernel.ADAM if spec.algorithm == "adam" else _kernel.ADAMAX
         self.has_decay = spec.weight_decay is not None and not (
             isinstance(spec.weight_decay, (int, float)) and spec.weight_decay == 0
         )
-        self.safe = P.needs_safe_divide(spec.eps)
+        self.safe = _primitives.needs_safe_divide(spec.eps)
 
     # -- init -------------------------------------------------------------------------------
     def init(self, params: Any) -> Any:
@@ -185,7 +186,7 @@ class KernelExecutor:
         if (
             isinstance(self.storage, Blockwise8bit)
             or not _packed.packable(leaves)
-            or not K.available()
+            or not _kernel.available()
         ):
             return self.pure.init(params)
         shapes = jax.eval_shape(self.pure.init, params)  # also validates params
@@ -237,7 +238,7 @@ class KernelExecutor:
                     )
             return [scale_state.mu], [scale_state.nu]
         if jax.tree.structure(scale_state.mu, is_leaf=_is_none) != treedef:
-            V.check_tree_matches(treedef.unflatten(grads_all), scale_state.mu)  # raises
+            _validation.check_tree_matches(treedef.unflatten(grads_all), scale_state.mu)  # raises
         paths = [
             jax.tree_util.keystr(p)
             for p, _ in jax.tree_util.tree_flatten_with_path(scale_state.mu, is_leaf=_is_none)[0]
@@ -254,7 +255,7 @@ class KernelExecutor:
     def _scalars(self, count: jax.Array, lr_state: Any) -> jax.Array:
         spec = self.spec
         schedule = spec.learning_rate if callable(spec.learning_rate) else None
-        return K.scalars(
+        return _kernel.scalars(
             self.algorithm, spec.b1, spec.b2, spec.eps, spec.eps_root,
             bias_correction=spec.bias_correction, count=count,
             learning_rate=schedule(lr_state.count) if schedule else spec.learning_rate,
@@ -289,16 +290,16 @@ class KernelExecutor:
         mu, nu = self._moment_lists(grads_all, scale_state, treedef, packed)
         flags = self._decay_flags(params, len(g_leaves))
         kinds = [_kind(self.storage, jnp.dtype(m.dtype)) for m in mu]
-        plan = K.StepPlan(
+        plan = _kernel.StepPlan(
             algorithm=self.algorithm,
             apply=apply,
             safe=self.safe,
             packed=packed,
             leaves=tuple(
-                K.LeafPlan(
+                _kernel.LeafPlan(
                     kind=kinds[0 if packed else k],
                     block=int(mu[0 if packed else k].shape[-1]) - 4
-                    if kinds[0 if packed else k] >= K.BLOCKWISE8
+                    if kinds[0 if packed else k] >= _kernel.BLOCKWISE8
                     else 1,
                     decay=flags[k],
                     index=i,
@@ -307,13 +308,15 @@ class KernelExecutor:
             ),
             storage=self.storage,
         )
-        count = P.increment(scale_state.count)
+        count = _primitives.increment(scale_state.count)
         scalars = self._scalars(count, lr_state)
         if reason:  # a packed state the kernel cannot take: its jnp transcription
             warn_fallback(reason)
             out, mu, nu = reference.step(plan, scalars, p_leaves, g_leaves, mu, nu)
         else:
-            out, mu, nu = K.step_function(plan, warn_fallback)(scalars, p_leaves, g_leaves, mu, nu)
+            out, mu, nu = _kernel.step_function(plan, warn_fallback)(
+                scalars, p_leaves, g_leaves, mu, nu
+            )
         return self._assemble(treedef, grads_all, index, out, mu, nu, count, state, packed)
 
     def _assemble(self, treedef, grads_all, index, out, mu, nu, count, state, packed):
@@ -404,7 +407,7 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
 
 
 def fused_transformation(
-    spec: StepSpec, moments: S.Moments, pure: optax.GradientTransformation
+    spec: StepSpec, moments: _storage.Moments, pure: optax.GradientTransformation
 ) -> FusedTransformation:
     """The fused twin of ``pure`` (the unfused alias built from ``spec`` and ``moments``)."""
     executor = KernelExecutor(spec, moments, pure)

@@ -22,9 +22,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 from jadam import _kernel_reference as reference
-from jadam import _primitives as P
+from jadam import _primitives
 
 TARGET = "jadam_fused_adam"
 _LIBRARY_STEM = "_fused_adam_kernel"
@@ -152,8 +154,8 @@ def scalars(
     f32 = jnp.float32
     if bias_correction:
         # XLA turns m / (1 − β^t) into m · (1 / (1 − β^t)); so does the kernel.
-        divisor = P.one_minus_power(b2, count).astype(f32)
-        bc1 = 1 / P.one_minus_power(b1, count).astype(f32)
+        divisor = _primitives.one_minus_power(b2, count).astype(f32)
+        bc1 = 1 / _primitives.one_minus_power(b1, count).astype(f32)
         bc2 = 1 / divisor
     else:
         divisor = bc1 = bc2 = jnp.ones([], f32)
@@ -227,31 +229,88 @@ def kernel_step(plan: StepPlan, scalars, params, grads, mu, nu):
     return outputs, (mu if plan.packed else new_mu), (nu if plan.packed else new_nu)
 
 
-@functools.cache
+def _split(flat: Sequence[Any], sizes: tuple[int, ...]) -> list[list[Any]]:
+    """``flat`` cut into consecutive lists of ``sizes``."""
+    out, at = [], 0
+    for size in sizes:
+        out.append(list(flat[at : at + size]))
+        at += size
+    return out
+
+
+def _flat_step(step, plan, sizes, flat):
+    """``step(plan, scalars, params, grads, mu, nu)`` on and to flat lists of arrays."""
+    scalars, params, grads, mu, nu = (flat[0], *_split(flat[1:], sizes))
+    out, new_mu, new_nu = step(plan, scalars, params, grads, mu, nu)
+    return [*out, *new_mu, *new_nu]
+
+
+# One primitive for the whole kernel step. Tracing binds it once (no sub-jaxpr, no per-argument
+# debug information, unlike jax.custom_jvp/custom_vmap, which at 1000 leaves took longer than
+# XLA's compile); it lowers to the custom calls of `kernel_step`, and jax.vmap and
+# differentiation replace it by its jnp transcription (with `on_fallback`'s warning).
+_step_p = Primitive("jadam_fused_adam_step")
+_step_p.multiple_results = True
+
+
+@_step_p.def_impl
+def _impl(*flat, plan, sizes, on_fallback):
+    del on_fallback
+    return _flat_step(kernel_step, plan, sizes, flat)
+
+
+@_step_p.def_abstract_eval
+def _abstract_eval(*flat, plan, sizes, on_fallback):
+    del on_fallback
+    _, params, grads, mu, nu = (flat[0], *_split(flat[1:], sizes))
+    written = params if plan.apply else grads
+    return [jax.core.ShapedArray(x.shape, x.dtype) for x in (*written, *mu, *nu)]
+
+
+def _lowering(ctx, *flat, plan, sizes, on_fallback):
+    del on_fallback
+    kernel = lambda *xs: _flat_step(kernel_step, plan, sizes, xs)  # noqa: E731
+    return mlir.lower_fun(kernel, multiple_results=True)(ctx, *flat)
+
+
+mlir.register_lowering(_step_p, _lowering, platform="cpu")
+
+
+def _transcription(plan, sizes):
+    return lambda *flat: _flat_step(reference.step, plan, sizes, flat)
+
+
+def _vmap_rule(args, dims, *, plan, sizes, on_fallback):
+    on_fallback("under jax.vmap")
+    in_axes = list(dims)  # None: not batched
+    out = jax.vmap(_transcription(plan, sizes), in_axes=in_axes)(*args)
+    return out, [0] * len(out)
+
+
+def _jvp_rule(primals, tangents, *, plan, sizes, on_fallback):
+    on_fallback("under differentiation (jax.jvp / jax.grad)")
+    tangents = [ad.instantiate_zeros(t) for t in tangents]
+    return jax.jvp(_transcription(plan, sizes), tuple(primals), tuple(tangents))
+
+
+batching.primitive_batchers[_step_p] = _vmap_rule
+ad.primitive_jvps[_step_p] = _jvp_rule
+
+
 def step_function(plan: StepPlan, on_fallback):
-    """The kernel step with pure-JAX rules for ``jax.vmap`` and differentiation.
+    """The kernel step, with pure-JAX rules for ``jax.vmap`` and differentiation.
 
     ``on_fallback(reason)`` is called (at trace time) when a rule replaces the kernel.
     Arguments: (scalars, params, grads, mu, nu), each of the last four a list of arrays
-    (packed mu/nu: a list of one vector).
+    (packed mu/nu: a list of one vector); results: (written, mu, nu), three lists.
     """
-    kernel = functools.partial(kernel_step, plan)
-    transcription = functools.partial(reference.step, plan)
-    batched = jax.custom_batching.custom_vmap(kernel)
 
-    @batched.def_vmap
-    def _vmap_rule(axis_size, in_batched, *args):
-        del axis_size
-        on_fallback("under jax.vmap")
-        in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-        out = jax.vmap(transcription, in_axes=in_axes)(*args)
-        return out, jax.tree.map(lambda _: True, out)
-
-    step = jax.custom_jvp(batched)
-
-    @step.defjvp
-    def _jvp_rule(primals, tangents):
-        on_fallback("under differentiation (jax.jvp / jax.grad)")
-        return jax.jvp(transcription, primals, tangents)
+    def step(scalars, params, grads, mu, nu):
+        sizes = (len(params), len(grads), len(mu), len(nu))
+        flat = _step_p.bind(
+            scalars, *params, *grads, *mu, *nu, plan=plan, sizes=sizes, on_fallback=on_fallback
+        )
+        n = len(flat) - len(mu) - len(nu)
+        return flat[:n], flat[n : n + len(mu)], flat[n + len(mu) :]
 
     return step

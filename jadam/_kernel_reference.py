@@ -14,35 +14,31 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jadam import _kernel as K
-from jadam import _precision
-from jadam import _primitives as P
-from jadam import _quantization as Q
-from jadam import _storage as S
+from jadam import _kernel, _precision, _primitives, _quantization, _storage
 
 
 def _value(scalars: jax.Array, name: str) -> jax.Array:
-    return scalars[K.SCALARS.index(name)]
+    return scalars[_kernel.SCALARS.index(name)]
 
 
 def _decode(stored: jax.Array, leaf: Any, shape: tuple[int, ...], *, signed: bool) -> jax.Array:
-    if leaf.kind in (K.BLOCKWISE8, K.BLOCKWISE8_NEAREST):
-        return Q.dequantize(stored, signed=signed, shape=shape)
+    if leaf.kind in (_kernel.BLOCKWISE8, _kernel.BLOCKWISE8_NEAREST):
+        return _quantization.dequantize(stored, signed=signed, shape=shape)
     return stored.astype(jnp.float32)
 
 
 def _encode(plan, leaf, values, stored_like, count, moment):
     stream = 3 * leaf.index + moment
-    if leaf.kind == K.FLOAT32:
+    if leaf.kind == _kernel.FLOAT32:
         return values
-    if leaf.kind in (K.BFLOAT16, K.FLOAT16):
+    if leaf.kind in (_kernel.BFLOAT16, _kernel.FLOAT16):
         bits = _precision.dither_bits(values.shape, plan.seed(), stream, count)
         return _precision.round_stochastic(values, stored_like.dtype, bits)
     bits = None
-    if leaf.kind == K.BLOCKWISE8:
+    if leaf.kind == _kernel.BLOCKWISE8:
         shape = (math.ceil(max(values.size, 1) / leaf.block), leaf.block)
         bits = _precision.dither_bits(shape, plan.seed(), stream, count)
-    return Q.quantize(values, signed=moment == 0, block_size=leaf.block, bits=bits)
+    return _quantization.quantize(values, signed=moment == 0, block_size=leaf.block, bits=bits)
 
 
 def _leaf(plan, leaf, scalars, p, g, m_stored, v_stored):
@@ -51,7 +47,7 @@ def _leaf(plan, leaf, scalars, p, g, m_stored, v_stored):
     m = _decode(m_stored, leaf, g.shape, signed=True)
     v = _decode(v_stored, leaf, g.shape, signed=False)
     m = value("b1") * m + value("one_minus_b1") * g
-    if plan.algorithm == K.ADAM:
+    if plan.algorithm == _kernel.ADAM:
         v = value("b2") * v + value("one_minus_b2") * (g * g)
         s = jnp.sqrt(v * value("inverse_bias_correction2") + value("eps_root"))
     else:
@@ -59,13 +55,14 @@ def _leaf(plan, leaf, scalars, p, g, m_stored, v_stored):
         s = v
     new_m = _encode(plan, leaf, m, m_stored, count, 0)
     new_v = _encode(plan, leaf, v, v_stored, count, 1)
-    if leaf.kind == K.FLOAT16:
+    if leaf.kind == _kernel.FLOAT16:
         s = jnp.maximum(s, value("half_floor"))
-    elif leaf.kind != K.FLOAT32 and leaf.kind != K.BFLOAT16:
-        s = S.floor_denominator(s, new_v, v, value("divisor"), root=plan.algorithm == K.ADAM)
+    elif leaf.kind != _kernel.FLOAT32 and leaf.kind != _kernel.BFLOAT16:
+        s = _storage.floor_denominator(
+            s, new_v, v, value("divisor"), root=plan.algorithm == _kernel.ADAM
+        )
     m_hat = m * value("inverse_bias_correction1")
-    denominator = s + value("eps")
-    direction = P.safe_divide(m_hat, denominator) if plan.safe else m_hat / denominator
+    direction = _primitives.step_direction(m_hat, s, value("eps"), safe=plan.safe)
     if leaf.decay:
         direction = direction + value("weight_decay") * p
     update = direction * value("neg_learning_rate")

@@ -7,16 +7,16 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _validation as V
 from jadam._adam import scale_by_adam
 from jadam._alias import with_learning_rate
+from jadam._primitives import abs_sq, map_leaves, upcast
+from jadam._validation import check_non_negative, check_non_negative_or_schedule, check_tree_matches
 
 
 def _norm(x: Any, min_norm: Any) -> Any:
     """‖x‖₂ of one leaf in float32 (or wider), at least ``min_norm``."""
-    x = P.upcast(x)
-    return jnp.maximum(jnp.sqrt(jnp.sum(P.abs_sq(x))), jnp.asarray(min_norm, x.real.dtype))
+    x = upcast(x)
+    return jnp.maximum(jnp.sqrt(jnp.sum(abs_sq(x))), jnp.asarray(min_norm, x.real.dtype))
 
 
 def scale_by_trust_ratio(
@@ -45,22 +45,22 @@ def scale_by_trust_ratio(
       >>> tx.update(step, tx.init(params), params)[0]  # ‖θ‖/‖r‖ = 10
       Array([0., 5.], dtype=float32)
     """
-    V.check_non_negative("min_norm", min_norm)
-    V.check_non_negative("trust_coefficient", trust_coefficient)
-    V.check_non_negative("eps", eps)
+    check_non_negative("min_norm", min_norm)
+    check_non_negative("trust_coefficient", trust_coefficient)
+    check_non_negative("eps", eps)
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("scale_by_trust_ratio needs params: update(updates, state, params).")
-        V.check_tree_matches(updates, params, "parameters")
+        check_tree_matches(updates, params, "parameters")
 
         def leaf(r, p):
             param_norm, update_norm = _norm(p, min_norm), _norm(r, min_norm)
             ratio = trust_coefficient * param_norm / (update_norm + eps)
             ratio = jnp.where((param_norm == 0) | (update_norm == 0), 1.0, ratio)
-            return (P.upcast(r) * ratio.astype(P.upcast(r).real.dtype)).astype(r.dtype)
+            return (upcast(r) * ratio.astype(upcast(r).real.dtype)).astype(r.dtype)
 
-        return P._tree_map(leaf, updates, params), state
+        return map_leaves(leaf, updates, params), state
 
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
@@ -105,8 +105,7 @@ def lamb(
     Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
     minutes", ICLR 2020.
     """
-    if not callable(weight_decay):
-        V.check_non_negative("weight_decay", weight_decay)
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     return with_learning_rate(
         learning_rate,
         scale_by_adam(

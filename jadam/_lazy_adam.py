@@ -8,10 +8,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _validation as V
-from jadam._adam import EPS_FORMS, validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
+from jadam._family import adam_direction, check_eps_form
+from jadam._primitives import (
+    debias,
+    increment,
+    map_leaves,
+    one_minus_power,
+    upcast,
+    update_first_moment,
+    update_second_moment,
+    zeros_like,
+)
+from jadam._validation import (
+    as_schedule,
+    check_adam_hyperparameters,
+    check_dtype,
+    check_learning_rate,
+    check_tree_matches,
+)
 
 
 class ScaleByLazyAdamState(NamedTuple):
@@ -25,20 +40,14 @@ class ScaleByLazyAdamState(NamedTuple):
 
 def _row_direction(g, m, v, t, b1, b2, eps, eps_root, eps_form):
     """Algorithm 1 lines 7-11 on a block of rows; ``t`` is a scalar or one count per row."""
-    m_new = P.update_first_moment(g, m, b1)
-    v_new = P.update_second_moment(g, v, b2)
+    m_new = update_first_moment(g, m, b1)
+    v_new = update_second_moment(g, v, b2)
     t = jnp.reshape(t, jnp.shape(t) + (1,) * (g.ndim - jnp.ndim(t)))
-    c1, c2 = P.one_minus_power(b1, t), P.one_minus_power(b2, t)
-    m_hat = P.upcast(m_new) / c1.astype(P.upcast(m_new).dtype)
-    v_up = P.upcast(v_new)
-    if eps_form == "eps_hat":  # Section 2's α_t = α·√(1−β2^t)/(1−β1^t), ε̂ on √v_t
-        m_hat = m_hat * jnp.sqrt(c2).astype(m_hat.dtype)
-        scale, eps_out = jnp.sqrt(v_up + eps_root), eps
-    elif eps_form == "inside_root":
-        scale, eps_out = jnp.sqrt(v_up / c2.astype(v_up.dtype) + eps_root + eps), 0.0
-    else:
-        scale, eps_out = jnp.sqrt(v_up / c2.astype(v_up.dtype) + eps_root), eps
-    return m_new, v_new, P.normalize(m_hat, scale, eps_out, like=g)
+    m_hat = debias(m_new, one_minus_power(b1, t))
+    direction = adam_direction(
+        m_hat, v_new, one_minus_power(b2, t), g, eps=eps, eps_root=eps_root, eps_form=eps_form
+    )
+    return m_new, v_new, direction
 
 
 def _init_state(params, mu_dtype, per_row_count):
@@ -47,16 +56,16 @@ def _init_state(params, mu_dtype, per_row_count):
 
     return ScaleByLazyAdamState(
         count=jnp.zeros([], jnp.int32),
-        mu=P.zeros_like(params, mu_dtype),
-        nu=P.zeros_like(params, real=True),
-        row_count=P._tree_map(rows, params) if per_row_count else None,
+        mu=zeros_like(params, mu_dtype),
+        nu=zeros_like(params, real=True),
+        row_count=map_leaves(rows, params) if per_row_count else None,
     )
 
 
 def _validate(b1, b2, eps, eps_root, eps_form, mu_dtype):
-    validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    V.check_choice("eps_form", eps_form, EPS_FORMS)
-    V.check_dtype("mu_dtype", mu_dtype)
+    check_adam_hyperparameters(b1, b2, eps, eps_root)
+    check_eps_form(eps_form)
+    check_dtype("mu_dtype", mu_dtype)
 
 
 def scale_by_lazy_adam(
@@ -102,8 +111,8 @@ def scale_by_lazy_adam(
 
     def update_fn(updates, state, params=None):
         del params
-        V.check_tree_matches(updates, state.mu)
-        count = P.increment(state.count)
+        check_tree_matches(updates, state.mu)
+        count = increment(state.count)
 
         def leaf(g, m, v, r):
             touched = g != 0 if g.ndim == 0 else jnp.any(g != 0, axis=tuple(range(1, g.ndim)))
@@ -209,8 +218,8 @@ def sparse_lazy_adam(
       (Array([-0.1,  0.1], dtype=float32), 2)
     """
     _validate(b1, b2, eps, eps_root, eps_form, mu_dtype)
-    V.check_learning_rate(learning_rate)
-    schedule = V.as_schedule(learning_rate)
+    check_learning_rate(learning_rate)
+    schedule = as_schedule(learning_rate)
 
     def init_fn(table):
         return _init_state(table, mu_dtype, per_row_count)
@@ -230,7 +239,7 @@ def sparse_lazy_adam(
             )
             rows = jax.ops.segment_sum(rows, inverse.reshape(-1), num_segments=k)
         finite = jnp.all(jnp.isfinite(rows))  # else skip the step, as optax.apply_if_finite
-        count = jnp.where(finite, P.increment(state.count), state.count)
+        count = jnp.where(finite, increment(state.count), state.count)
         m = state.mu.at[indices].get(mode="fill", fill_value=0)
         v = state.nu.at[indices].get(mode="fill", fill_value=0)
         if per_row_count:
@@ -239,7 +248,7 @@ def sparse_lazy_adam(
             t = count
         m_new, v_new, direction = _row_direction(rows, m, v, t, b1, b2, eps, eps_root, eps_form)
         alpha = jnp.asarray(schedule(state.count))
-        delta = jnp.where(finite, -alpha * P.upcast(direction), 0).astype(table.dtype)
+        delta = jnp.where(finite, -alpha * upcast(direction), 0).astype(table.dtype)
         new_state = ScaleByLazyAdamState(
             count=count,
             mu=state.mu.at[indices].set(jnp.where(finite, m_new, m), mode="drop"),

@@ -43,7 +43,7 @@ def from_optax_state(state: Any, like: Any, *, adamax_eps: Any = None) -> Any:
       >>> theirs = optax.adam(1e-3).init(params)
       >>> ours = jadam.from_optax_state(theirs, jadam.adam(1e-3).init(params))
       >>> type(ours[0]).__module__
-      'jadam._adam'
+      'jadam._family'
     """
     if isinstance(like, SkipNonFiniteState) and not isinstance(state, SkipNonFiniteState):
         inner = from_optax_state(state, like.inner_state, adamax_eps=adamax_eps)

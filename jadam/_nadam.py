@@ -8,8 +8,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _validation as V
+from jadam._family import adam_direction, step_moments
+from jadam._primitives import map_leaves, one_minus_power, upcast
+from jadam._storage import Moments
+from jadam._validation import check_adam_hyperparameters, check_non_negative
 
 
 class ScaleByNadamState(NamedTuple):
@@ -57,39 +59,32 @@ def scale_by_nadam(
       >>> round(float(state.mu_product), 6), round(0.9 * (1 - 0.5 * 0.96**0.004), 6)
       (0.450073, 0.450073)
     """
-    V.check_range("b1", b1, 0.0, 1.0)
-    V.check_range("b2", b2, 0.0, 1.0)
-    V.check_non_negative("eps", eps)
-    V.check_non_negative("momentum_decay", momentum_decay)
-    V.check_dtype("mu_dtype", mu_dtype)
+    check_adam_hyperparameters(b1, b2, eps)
+    check_non_negative("momentum_decay", momentum_decay)
+    moments = Moments(None, mu_dtype, None, count=2)
 
     def init_fn(params):
-        return ScaleByNadamState(
-            count=jnp.zeros([], jnp.int32),
-            mu=P.zeros_like(params, mu_dtype),
-            nu=P.zeros_like(params, real=True),
-            mu_product=jnp.ones([], jnp.result_type(float)),
-        )
+        mu, nu = moments.init(params)
+        product = jnp.ones([], jnp.result_type(float))
+        return ScaleByNadamState(jnp.zeros([], jnp.int32), mu, nu, mu_product=product)
 
     def update_fn(updates, state, params=None):
         del params
-        V.check_tree_matches(updates, state.mu)
-        count = P.increment(state.count)
-        mu_t = momentum_cache(b1, momentum_decay, count)
-        mu_next = momentum_cache(b1, momentum_decay, count + 1)
+        step = step_moments(moments, updates, state, b1, b2)
+        mu_t = momentum_cache(b1, momentum_decay, step.count)
+        mu_next = momentum_cache(b1, momentum_decay, step.count + 1)
         mu_product = state.mu_product * mu_t.astype(state.mu_product.dtype)
         grad_weight = (1 - mu_t) / (1 - mu_product)
         momentum_weight = mu_next / (1 - mu_product * mu_next)
-        mu = P.update_first_moment(updates, state.mu, b1)
-        nu = P.update_second_moment(updates, state.nu, b2)
-        nu_hat = P.bias_correction(nu, b2, count)
 
         def blend(g, m):
-            g, m = P.upcast(g), P.upcast(m)
+            g, m = upcast(g), upcast(m)
             return grad_weight.astype(m.dtype) * g + momentum_weight.astype(m.dtype) * m
 
-        numerator = P._tree_map(blend, updates, mu)
-        direction = P.normalize(numerator, P.sqrt(nu_hat), eps, like=updates)
-        return direction, ScaleByNadamState(count=count, mu=mu, nu=nu, mu_product=mu_product)
+        numerator = map_leaves(blend, updates, step.mu)
+        correction = one_minus_power(b2, step.count)
+        direction = adam_direction(numerator, step.nu, correction, updates, eps=eps)
+        new_state = ScaleByNadamState(step.count, step.mu, step.nu, mu_product=mu_product)
+        return direction, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)

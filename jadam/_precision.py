@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jadam import _primitives as P
+from jadam._primitives import saturate, zeros_like
 
 # round(2³²/ρ), ρ = 1.3247... the plastic number, and round(2³²/φ), φ the golden ratio.
 _INDEX_STEP = np.uint32(0xC13FA9A9)
@@ -71,12 +71,6 @@ def unit_uniform(bits: jax.Array) -> jax.Array:
     """
     top = lax.convert_element_type(lax.shift_right_logical(bits, np.uint32(8)), jnp.int32)
     return lax.convert_element_type(top, jnp.float32) * np.float32(2.0**-24)
-
-
-def saturate(x: jax.Array, dtype: Any) -> jax.Array:
-    """Clips ``x`` to the finite range of ``dtype`` (NaN stays NaN)."""
-    largest = float(jnp.finfo(dtype).max)
-    return jnp.clip(x, -largest, largest)
 
 
 def round_stochastic(x: jax.Array, dtype: Any, bits: jax.Array) -> jax.Array:
@@ -148,7 +142,20 @@ class StochasticRounding:
 
     def init(self, params: Any, *, signed: bool) -> Any:
         del signed
-        return P.zeros_like(params, self.dtype)
+        return zeros_like(params, self.dtype)
+
+    def stored_form(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) a moment of a float32 leaf of ``shape`` is stored in."""
+        return tuple(shape), jnp.dtype(self.dtype)
+
+    def kernel_kind(self, stored_dtype: Any) -> str:
+        """How the fused kernel reads a stored leaf of ``stored_dtype``: its dtype's name."""
+        name = jnp.dtype(stored_dtype).name
+        return name if name in ("bfloat16", "float16") else "float32"
+
+    def check_leaf(self, grad: Any, stored: Any) -> None:
+        """Raises ``ValueError`` if ``stored`` cannot be the stored moment of ``grad``."""
+        check_same_shape(grad, stored)
 
     def decode(self, stored: Any, updates: Any, *, signed: bool) -> Any:
         del updates, signed
@@ -174,3 +181,12 @@ def map_with_stream(fn: Any, values: Any, stream: int) -> Any:
         None if leaf is None else fn(leaf, 3 * index + stream) for index, leaf in enumerate(leaves)
     ]
     return jax.tree.unflatten(treedef, mapped)
+
+
+def check_same_shape(grad: Any, stored: Any) -> None:
+    """Raises ``ValueError`` unless a stored moment leaf has its gradient leaf's shape."""
+    if np.shape(grad) != np.shape(stored):
+        raise ValueError(
+            "gradient tree does not match the optimizer state: gradient leaf has shape "
+            f"{np.shape(grad)}, state leaf has shape {np.shape(stored)}."
+        )

@@ -8,6 +8,7 @@ moment they update.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -16,19 +17,31 @@ import numpy as np
 import optax
 from jax import lax
 
-from jadam import _validation
+from jadam._validation import check_floating_tree
 
 _is_none = lambda x: x is None  # noqa: E731
 
 
-def _compute_dtype(dtype: Any) -> Any:
+def map_leaves(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """``fn`` over the leaves of ``tree`` (and the matching leaves of ``rest``); ``None`` stays.
+
+    >>> import jax.numpy as jnp
+    >>> map_leaves(lambda x: x + 1, {"w": jnp.ones(1), "frozen": None})
+    {'frozen': None, 'w': Array([2.], dtype=float32)}
+    """
+    return jax.tree.map(
+        lambda x, *r: None if x is None else fn(x, *r), tree, *rest, is_leaf=_is_none
+    )
+
+
+def compute_dtype(dtype: Any) -> Any:
     """The dtype arithmetic runs in: the storage dtype promoted to at least float32."""
     return jnp.promote_types(dtype, jnp.float32)
 
 
 def upcast(tree: Any) -> Any:
     """Each leaf in its compute dtype (at least float32), so that ε never underflows."""
-    return _tree_map(lambda x: _cast(x, _compute_dtype(x.dtype)), tree)
+    return map_leaves(lambda x: cast(x, compute_dtype(x.dtype)), tree)
 
 
 # The per-leaf arithmetic below uses ``jax.lax`` directly: a jnp operator on a tracer costs
@@ -36,7 +49,7 @@ def upcast(tree: Any) -> Any:
 # (1,000 leaves ⇒ tens of thousands of calls in the compile time of every training step).
 
 
-def _cast(x: jax.Array, dtype: Any) -> jax.Array:
+def cast(x: jax.Array, dtype: Any) -> jax.Array:
     """``x`` in ``dtype``, without a conversion when it already is."""
     if x.dtype == dtype:
         return x
@@ -47,18 +60,45 @@ def _scalar(value: Any, dtype: Any) -> Any:
     """A Python number or a scalar array as a scalar operand of ``dtype`` for ``lax`` ops."""
     if isinstance(value, (int, float)):
         return np.asarray(value, dtype)
-    return _cast(jnp.asarray(value), dtype)
+    return cast(jnp.asarray(value), dtype)
 
 
-def _scale(x: jax.Array, value: Any) -> jax.Array:
+def scaled(x: jax.Array, value: Any) -> jax.Array:
     """x·value for a scalar ``value`` (a Python number or a traced scalar)."""
     return lax.mul(x, _scalar(value, x.dtype))
 
 
-def _tree_map(fn, tree, *rest):
-    return jax.tree.map(
-        lambda x, *r: None if x is None else fn(x, *r), tree, *rest, is_leaf=_is_none
-    )
+def plus_scalar(x: jax.Array, value: Any) -> jax.Array:
+    """x + value for a scalar ``value``; no operation at all for a Python 0."""
+    return lax.add(x, _scalar(value, x.dtype)) if _nonzero(value) else x
+
+
+def ema(previous: jax.Array, value: jax.Array, decay: Any) -> jax.Array:
+    """One leaf's exponential moving average β·previous + (1 − β)·value, in their dtype."""
+    return lax.add(scaled(previous, decay), scaled(value, 1 - decay))
+
+
+def squared_magnitude(g: jax.Array, dtype: Any) -> jax.Array:
+    """|g|² (g·conj(g) for complex g) computed in g's compute dtype, returned in ``dtype``."""
+    return cast(abs_sq(cast(g, compute_dtype(g.dtype))), dtype)
+
+
+def saturate(x: jax.Array, dtype: Any, *, nonnegative: bool = False) -> jax.Array:
+    """``x`` clipped to the finite range of the float ``dtype``, in ``x``'s own dtype.
+
+    ±inf and values beyond ``dtype``'s largest become that largest value; NaN stays NaN.
+    ``nonnegative=True`` (second moments, infinity norms) checks the upper limit only.
+
+    >>> import jax.numpy as jnp
+    >>> saturate(jnp.array([1e6, -2.0, -jnp.inf]), jnp.float16)
+    Array([ 65504.,     -2., -65504.], dtype=float32)
+    """
+    bound = np.asarray(jnp.finfo(dtype).max, x.dtype)
+    # Not jnp.clip: XLA's CPU fusion duplicates a clamped producer into its consumers and then
+    # copies every donated moment buffer before overwriting it (two extra passes per leaf).
+    if not nonnegative:
+        x = lax.select(lax.lt(x, lax.neg(bound)), lax.full_like(x, -bound), x)
+    return lax.select(lax.gt(x, bound), lax.full_like(x, bound), x)
 
 
 def saturating_cast(x: jax.Array, dtype: Any, *, nonnegative: bool = False) -> jax.Array:
@@ -68,7 +108,7 @@ def saturating_cast(x: jax.Array, dtype: Any, *, nonnegative: bool = False) -> j
     there, freezing the coordinate. The moment updates use it wherever the storage dtype is
     narrower than the float32 (or wider) arithmetic; a moment stored in its compute dtype
     overflows only when the arithmetic does. NaN stays NaN. ``nonnegative=True`` (second
-    moments, infinity norms) checks the upper limit only.
+    moments, infinity norms) checks the upper limit only. See :func:`saturate`.
 
     >>> import jax.numpy as jnp
     >>> saturating_cast(jnp.array([1e6, 2.0, jnp.inf]), jnp.float16)
@@ -76,14 +116,7 @@ def saturating_cast(x: jax.Array, dtype: Any, *, nonnegative: bool = False) -> j
     """
     if not jnp.issubdtype(dtype, jnp.floating) or jnp.iscomplexobj(x):
         return x.astype(dtype)  # complex first moments: cast as is
-    limit = jnp.finfo(dtype).max
-    # Not jnp.clip: XLA's CPU fusion duplicates a clamped producer into its consumers and then
-    # copies every donated moment buffer before overwriting it (two extra passes per leaf).
-    bound = np.asarray(limit, x.dtype)
-    if nonnegative:
-        return _cast(lax.select(lax.gt(x, bound), lax.full_like(x, bound), x), dtype)
-    clipped = lax.select(lax.lt(x, lax.neg(bound)), lax.full_like(x, -bound), x)
-    return _cast(lax.select(lax.gt(x, bound), lax.full_like(x, bound), clipped), dtype)
+    return cast(saturate(x, dtype, nonnegative=nonnegative), dtype)
 
 
 def _narrower(storage: Any, compute: Any) -> bool:
@@ -98,6 +131,33 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return lax.mul(x, x)
 
 
+def map_moment(
+    fn: Callable[..., jax.Array], updates: Any, moment: Any, *rest: Any, nonnegative: bool = False
+) -> Any:
+    """A moment's update leaf by leaf: ``fn(g, previous, *rest)`` in the compute dtype, stored back.
+
+    ``fn`` gets the gradient leaf as it is and the previous moment in its compute dtype (at least
+    float32); its result is cast back to the moment's storage dtype, saturating (see
+    :func:`saturating_cast`; ``nonnegative`` for second moments and norms) only where that dtype
+    is narrower than the arithmetic. Every moment EMA of the family is written with it.
+
+    >>> import jax.numpy as jnp
+    >>> map_moment(lambda g, v: v + g, jnp.array([1e6]), jnp.array([0.0], jnp.float16))
+    Array([6.55e+04], dtype=float16)
+    """
+
+    def leaf(g, previous, *more):
+        dtype = compute_dtype(previous.dtype)
+        new = fn(g, cast(previous, dtype), *more)
+        if not _narrower(previous.dtype, dtype):
+            # In its own dtype a moment overflows only when the arithmetic does (an infinite
+            # gradient makes it infinite here as in optax and torch; skip_nonfinite skips it).
+            return cast(new, previous.dtype)
+        return saturating_cast(new, previous.dtype, nonnegative=nonnegative)
+
+    return map_leaves(leaf, updates, moment, *rest)
+
+
 def update_first_moment(updates: Any, mu: Any, decay: Any) -> Any:
     """First-moment EMA, Algorithm 1 line 7: m_t = β1·m_{t−1} + (1 − β1)·g_t.
 
@@ -105,17 +165,7 @@ def update_first_moment(updates: Any, mu: Any, decay: Any) -> Any:
     >>> update_first_moment(jnp.array([1.0]), jnp.array([0.0]), 0.9)
     Array([0.1], dtype=float32)
     """
-
-    def leaf(g, m):
-        dtype = _compute_dtype(m.dtype)
-        new = lax.add(_scale(_cast(m, dtype), decay), _scale(_cast(g, dtype), 1 - decay))
-        if not _narrower(m.dtype, dtype):
-            # A convex combination of finite values cannot overflow in its own dtype; an
-            # infinite gradient makes m infinite here as in optax and torch (skip_nonfinite).
-            return _cast(new, m.dtype)
-        return saturating_cast(new, m.dtype)
-
-    return _tree_map(lambda g, m: leaf(g, m), updates, mu)
+    return map_moment(lambda g, m: ema(m, cast(g, m.dtype), decay), updates, mu)
 
 
 def update_second_moment(updates: Any, nu: Any, decay: Any) -> Any:
@@ -129,16 +179,9 @@ def update_second_moment(updates: Any, nu: Any, decay: Any) -> Any:
     """
 
     def leaf(g, v):
-        dtype = _compute_dtype(v.dtype)
-        square = _cast(abs_sq(_cast(g, _compute_dtype(g.dtype))), dtype)
-        new = lax.add(_scale(_cast(v, dtype), decay), _scale(square, 1 - decay))
-        if not _narrower(v.dtype, dtype):
-            # In its own dtype v_t overflows only when |g|² does (|g| > 1.8e19 in float32), as
-            # in optax and torch; skip_nonfinite then skips that step (its new state is inf).
-            return _cast(new, v.dtype)
-        return saturating_cast(new, v.dtype, nonnegative=True)
+        return ema(v, squared_magnitude(g, v.dtype), decay)
 
-    return _tree_map(leaf, updates, nu)
+    return map_moment(leaf, updates, nu, nonnegative=True)
 
 
 def update_infinity_norm(updates: Any, nu: Any, decay: Any) -> Any:
@@ -152,13 +195,9 @@ def update_infinity_norm(updates: Any, nu: Any, decay: Any) -> Any:
     """
 
     def leaf(g, u):
-        dtype = _compute_dtype(u.dtype)
-        new = jnp.maximum(decay * u.astype(dtype), jnp.abs(g.astype(_compute_dtype(g.dtype))))
-        if not _narrower(u.dtype, dtype):  # the max of finite values is finite
-            return _cast(new, u.dtype)
-        return saturating_cast(new, u.dtype, nonnegative=True)
+        return jnp.maximum(decay * u, jnp.abs(cast(g, compute_dtype(g.dtype))))
 
-    return _tree_map(leaf, updates, nu)
+    return map_moment(leaf, updates, nu, nonnegative=True)
 
 
 def bias_correction(moment: Any, decay: Any, count: Any) -> Any:
@@ -172,16 +211,30 @@ def bias_correction(moment: Any, decay: Any, count: Any) -> Any:
     >>> bias_correction(jnp.array([0.1]), 0.9, jnp.array(1))
     Array([1.], dtype=float32)
     """
-    correction = one_minus_power(decay, count)
+    return debias(moment, one_minus_power(decay, count))
+
+
+def debias(moment: Any, correction: Any) -> Any:
+    """moment / correction in the compute dtype: Section 3's division by a given 1 − β^t.
+
+    The one way the family bias-corrects (:func:`bias_correction` computes 1 − β^t first;
+    a decaying β1 or per-row counts pass their own ``correction``, a scalar or an array that
+    broadcasts against each leaf).
+
+    >>> import jax.numpy as jnp
+    >>> debias(jnp.array([[0.1, 0.2], [0.3, 0.4]]), jnp.array([[0.1], [0.5]]))
+    Array([[1. , 2. ],
+           [0.6, 0.8]], dtype=float32)
+    """
 
     def leaf(m):
-        dtype = _compute_dtype(m.dtype)
+        dtype = compute_dtype(m.dtype)
         real_correction = _scalar(correction, jnp.finfo(dtype).dtype)
-        if jnp.iscomplexobj(m):
-            return m.astype(dtype) / real_correction
-        return lax.div(_cast(m, dtype), real_correction)
+        if jnp.iscomplexobj(m) or jnp.ndim(real_correction) > 0:
+            return cast(m, dtype) / real_correction
+        return lax.div(cast(m, dtype), real_correction)
 
-    return _tree_map(leaf, moment)
+    return map_leaves(leaf, moment)
 
 
 def one_minus_power(decay: Any, count: Any) -> jax.Array:
@@ -215,7 +268,7 @@ def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
       real: store the real counterpart of a complex dtype (for |g|² moments).
     """
 
-    _validation.check_floating_tree(params, "parameter")
+    check_floating_tree(params, "parameter")
 
     def leaf(p):
         leaf_dtype = dtype if dtype is not None else p.dtype
@@ -223,7 +276,7 @@ def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
             leaf_dtype = jnp.finfo(leaf_dtype).dtype
         return _zeros_with_sharding_of(p, leaf_dtype)
 
-    return _tree_map(leaf, params)
+    return map_leaves(leaf, params)
 
 
 def _zeros_with_sharding_of(p: Any, dtype: Any) -> jax.Array:
@@ -252,7 +305,7 @@ def increment(count: jax.Array) -> jax.Array:
 def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
     """The step direction m̂_t / (s_t + ε), 0 where that is 0/0, cast to the dtypes of ``like``.
 
-    Adam (Algorithm 1 line 12) uses s_t = √v̂_t; AdaMax (Algorithm 2 line 11) uses s_t = u_t.
+    Adam (Algorithm 1 line 11) uses s_t = √v̂_t; AdaMax (Algorithm 2 line 9) uses s_t = u_t.
     With ε = 0 and a coordinate whose gradients were all 0 the literal algorithms compute 0/0;
     here that coordinate's update is 0.
 
@@ -260,20 +313,30 @@ def normalize(mu_hat: Any, scale: Any, eps: Any, like: Any) -> Any:
     >>> normalize(jnp.array([2.0, 0.0]), jnp.array([2.0, 0.0]), 0.0, jnp.zeros(2))
     Array([1., 0.], dtype=float32)
     """
-    eps_is_positive = not needs_safe_divide(eps)
+    safe = needs_safe_divide(eps)
 
     def leaf(m, s, out):
-        s = _cast(s, _compute_dtype(s.dtype))
-        denominator = lax.add(s, _scalar(eps, s.dtype)) if _nonzero(eps) else s
-        if eps_is_positive and not jnp.iscomplexobj(m):
-            direction = lax.div(_cast(m, jnp.result_type(m, denominator)), denominator)
-        elif eps_is_positive:
-            direction = m / denominator
-        else:
-            direction = safe_divide(m, denominator)
-        return _cast(direction, out.dtype)
+        return cast(step_direction(m, cast(s, compute_dtype(s.dtype)), eps, safe=safe), out.dtype)
 
-    return _tree_map(leaf, mu_hat, scale, like)
+    return map_leaves(leaf, mu_hat, scale, like)
+
+
+def step_direction(m_hat: jax.Array, scale: jax.Array, eps: Any, *, safe: bool) -> jax.Array:
+    """One leaf's m̂ / (s + ε), ε outside the root as in Algorithm 1 line 11.
+
+    ``safe`` (see :func:`needs_safe_divide`) gives 0 where s + ε is 0 instead of 0/0. The pure
+    path (through :func:`normalize`) and the fused kernel's jnp transcription both divide here.
+
+    >>> import jax.numpy as jnp
+    >>> step_direction(jnp.array([1.0, 0.0]), jnp.array([1.0, 0.0]), 0.0, safe=True)
+    Array([1., 0.], dtype=float32)
+    """
+    denominator = plus_scalar(scale, eps)
+    if safe:
+        return safe_divide(m_hat, denominator)
+    if jnp.iscomplexobj(m_hat):
+        return m_hat / denominator
+    return lax.div(cast(m_hat, jnp.result_type(m_hat, denominator)), denominator)
 
 
 def needs_safe_divide(eps: Any) -> bool:
@@ -289,13 +352,10 @@ def needs_safe_divide(eps: Any) -> bool:
 
 
 def sqrt(tree: Any, eps_root: Any = 0.0) -> Any:
-    """√(x + ε_root) for each leaf (Algorithm 1 line 12's √v̂_t, with optax's ε_root)."""
-
-    def leaf(x):
-        x = _cast(x, _compute_dtype(x.dtype))
-        return lax.sqrt(lax.add(x, _scalar(eps_root, x.dtype)) if _nonzero(eps_root) else x)
-
-    return _tree_map(leaf, tree)
+    """√(x + ε_root) for each leaf (Algorithm 1 line 11's √v̂_t, with optax's ε_root)."""
+    return map_leaves(
+        lambda x: lax.sqrt(plus_scalar(cast(x, compute_dtype(x.dtype)), eps_root)), tree
+    )
 
 
 def _nonzero(value: Any) -> bool:

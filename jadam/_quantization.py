@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jadam._precision import dither_bits, map_with_stream, unit_uniform
+from jadam._precision import check_same_shape, dither_bits, map_with_stream, unit_uniform
 
 EXPONENT_BITS = 4
 
@@ -246,6 +246,35 @@ class Blockwise8bit:
             return jnp.zeros(packed_shape(math.prod(p.shape), self.block_size), jnp.uint8)
 
         return jax.tree.map(lambda p: None if p is None else leaf(p), params, is_leaf=_is_leaf)
+
+    def stored_form(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) a moment of a float32 leaf of ``shape`` is stored in."""
+        size = math.prod(shape)
+        if size < self.min_size:
+            return tuple(shape), jnp.dtype(jnp.float32)
+        return packed_shape(size, self.block_size), jnp.dtype(jnp.uint8)
+
+    def kernel_kind(self, stored_dtype: Any) -> str:
+        """How the fused kernel reads a stored leaf of ``stored_dtype``."""
+        if jnp.dtype(stored_dtype) != jnp.uint8:
+            return "float32"
+        return "blockwise8" if self.stochastic else "blockwise8_nearest"
+
+    def check_leaf(self, grad: Any, stored: Any) -> None:
+        """Raises ``ValueError`` if ``stored`` cannot be the stored moment of ``grad``.
+
+        A packed leaf fits a gradient whose size needs exactly its number of blocks.
+        """
+        if not is_quantized(stored):
+            check_same_shape(grad, stored)
+            return
+        blocks, row = stored.shape
+        block_size = row - SCALE_BYTES
+        if not (blocks - 1) * block_size < max(grad.size, 1) <= blocks * block_size:
+            raise ValueError(
+                f"gradient of shape {tuple(grad.shape)} does not fit the 8-bit state of "
+                f"{blocks} blocks of {block_size} values."
+            )
 
     def decode(self, stored: Any, updates: Any, *, signed: bool) -> Any:
         def leaf(s, g):

@@ -9,11 +9,23 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
-from jadam._adam import ScaleByAdamState, validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
+from jadam._family import (
+    ScaleByAdamState,
+    check_eps_form,
+    corrected_first_moment,
+    init_state,
+    place_eps,
+    step_moments,
+)
+from jadam._primitives import map_leaves, normalize, one_minus_power, saturating_cast
+from jadam._storage import Moments, floor_denominator
+from jadam._validation import (
+    check_adam_hyperparameters,
+    check_flag,
+    check_non_negative_or_schedule,
+    check_range,
+)
 
 RADAM_EPS_FORMS = ("algorithm1", "eps_hat")
 
@@ -26,7 +38,7 @@ def rectification(b2: Any, count: jax.Array, threshold: Any) -> tuple[jax.Array,
 
     r_t is 0 where the step is not rectified (never NaN, also when ρ∞ ≤ 4).
     """
-    correction = P.one_minus_power(b2, count)  # 1 − β2^t, accurate for β2 near 1
+    correction = one_minus_power(b2, count)  # 1 − β2^t, accurate for β2 near 1
     t = jnp.asarray(count, correction.dtype)
     rho_inf = 2.0 / (1.0 - jnp.asarray(b2, correction.dtype)) - 1.0
     rho_t = rho_inf - 2.0 * t * (1.0 - correction) / correction
@@ -78,53 +90,34 @@ def scale_by_radam(
 
     Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
     """
-    validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    V.check_range("threshold", threshold, 4.0, math.inf, high_inclusive=True)
-    V.check_flag("nesterov", nesterov)
-    V.check_choice("eps_form", eps_form, RADAM_EPS_FORMS)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    check_adam_hyperparameters(b1, b2, eps, eps_root)
+    check_range("threshold", threshold, 4.0, math.inf, high_inclusive=True)
+    check_flag("nesterov", nesterov)
+    check_eps_form(eps_form, RADAM_EPS_FORMS)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
 
     def init_fn(params):
-        mu, nu = moments.init(params)
-        return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+        return init_state(moments, params)
 
     def update_fn(updates, state, params=None):
         del params
-        count = P.increment(state.count)
-        mu, nu = moments.read(updates, (state.mu, state.nu))
-        mu = P.update_first_moment(updates, mu, b1)
-        nu = P.update_second_moment(updates, nu, b2)
-        stored_mu, stored_nu = moments.write((mu, nu), count)
+        count, mu, nu, stored_mu, stored_nu = step_moments(moments, updates, state, b1, b2)
         mu_hat = corrected_first_moment(updates, mu, b1, count, nesterov)
-        correction = P.one_minus_power(b2, count)
-        if eps_form == "eps_hat":
-            root = jnp.sqrt(correction)
-            adaptive_mu = jax.tree.map(lambda m: m * root.astype(m.dtype), mu_hat)
-            scale, divisor = P.sqrt(nu, eps_root), 1.0
-        else:
-            adaptive_mu = mu_hat
-            scale, divisor = P.sqrt(P.bias_correction(nu, b2, count), eps_root), correction
-        scale = S.floor_denominator(scale, stored_nu, nu, divisor)
-        adaptive = P.normalize(adaptive_mu, scale, eps, like=adaptive_mu)
+        placed = place_eps(
+            eps_form, mu_hat, nu, one_minus_power(b2, count), eps=eps, eps_root=eps_root
+        )
+        scale = floor_denominator(placed.scale, stored_nu, nu, placed.divisor)
+        adaptive = normalize(placed.numerator, scale, placed.eps, like=placed.numerator)
         rectified, r = rectification(b2, count, threshold)
 
         def select(a, m, g):
             step = jnp.where(rectified, r.astype(a.dtype) * a, m)
-            return P.saturating_cast(step, g.dtype)  # m̂_t can exceed a float16 gradient's range
+            return saturating_cast(step, g.dtype)  # m̂_t can exceed a float16 gradient's range
 
-        direction = P._tree_map(select, adaptive, mu_hat, updates)
+        direction = map_leaves(select, adaptive, mu_hat, updates)
         return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def corrected_first_moment(updates: Any, mu: Any, b1: Any, count: jax.Array, nesterov: bool) -> Any:
-    """m̂_t = m_t/(1−β1^t), or with Nesterov β1·m_t/(1−β1^{t+1}) + (1−β1)·g_t/(1−β1^t)."""
-    if not nesterov:
-        return P.bias_correction(mu, b1, count)
-    next_mu = P.bias_correction(mu, b1, P.increment(count))
-    grad = P.bias_correction(updates, b1, count)
-    return P._tree_map(lambda m, g: b1 * m + (1 - b1) * g, next_mu, grad)
 
 
 def radam(
@@ -163,9 +156,8 @@ def radam(
       ...                    decoupled_weight_decay=True)
       >>> state = torch_like.init(jnp.zeros(3))
     """
-    V.check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    if not callable(weight_decay):
-        V.check_non_negative("weight_decay", weight_decay)
+    check_flag("decoupled_weight_decay", decoupled_weight_decay)
+    check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_radam(
         b1,
         b2,

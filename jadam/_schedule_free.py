@@ -14,11 +14,17 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
 from jadam._alias import with_learning_rate
 from jadam._baselines import ScaleByRmsWithCountState
+from jadam._family import adam_direction
+from jadam._primitives import increment, one_minus_power, upcast, update_second_moment
+from jadam._storage import Moments
+from jadam._validation import (
+    check_dtype,
+    check_learning_rate,
+    check_non_negative,
+    check_range,
+)
 
 
 class ScheduleFreeState(NamedTuple):
@@ -102,10 +108,10 @@ def schedule_free(
       >>> updates  # z = −0.5, c_1 = 1 so x = z, y = z
       Array([-0.5], dtype=float32)
     """
-    V.check_learning_rate(learning_rate)
-    V.check_range("b1", b1, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
-    V.check_non_negative("weight_lr_power", weight_lr_power)
-    V.check_dtype("state_dtype", state_dtype)
+    check_learning_rate(learning_rate)
+    check_range("b1", b1, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
+    check_non_negative("weight_lr_power", weight_lr_power)
+    check_dtype("state_dtype", state_dtype)
     base_optimizer = optax.with_extra_args_support(base_optimizer)
 
     def init_fn(params):
@@ -168,9 +174,9 @@ def scale_by_corrected_rms(
       >>> tx.update(jnp.array([3.0, -0.5]), tx.init(jnp.zeros(2)))[0].round(4)  # g/|g|
       Array([ 1., -1.], dtype=float32)
     """
-    V.check_range("b2", b2, 0.0, 1.0)
-    V.check_non_negative("eps", eps)
-    moments = S.Moments(state_precision, None, None, count=1, signed=0)
+    check_range("b2", b2, 0.0, 1.0)
+    check_non_negative("eps", eps)
+    moments = Moments(state_precision, None, None, count=1, signed=0)
 
     def init_fn(params):
         (nu,) = moments.init(params)
@@ -179,13 +185,13 @@ def scale_by_corrected_rms(
     def update_fn(updates, state, params=None):
         del params
         (nu,) = moments.read(updates, (state.nu,))
-        nu = P.update_second_moment(updates, nu, b2)
-        count = P.increment(state.count)
+        nu = update_second_moment(updates, nu, b2)
+        count = increment(state.count)
         (stored,) = moments.write((nu,), count)
-        correction = P.one_minus_power(b2, count)
-        scale = P.sqrt(P.bias_correction(nu, b2, count))
-        scale = S.floor_denominator(scale, stored, nu, correction)
-        direction = P.normalize(P.upcast(updates), scale, eps, like=updates)
+        correction = one_minus_power(b2, count)
+        direction = adam_direction(
+            upcast(updates), nu, correction, updates, eps=eps, stored_nu=stored
+        )
         return direction, ScaleByRmsWithCountState(count=count, nu=stored)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -225,7 +231,7 @@ def schedule_free_adamw(
         if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int ≥ 0 or None, got {warmup_steps!r}.")
         learning_rate = optax.warmup_constant_schedule(0.0, learning_rate, warmup_steps)
-    V.check_non_negative("weight_decay", weight_decay)
+    check_non_negative("weight_decay", weight_decay)
     base = with_learning_rate(
         learning_rate,
         scale_by_corrected_rms(b2, eps, state_precision=state_precision),

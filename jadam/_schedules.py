@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jadam import _validation as V
+from jadam._validation import check_non_negative, check_range
 
 
 def inverse_sqrt_schedule(init_value: Any) -> optax.Schedule:
@@ -25,7 +25,7 @@ def inverse_sqrt_schedule(init_value: Any) -> optax.Schedule:
       >>> float(schedule(0)), float(schedule(3))
       (0.1, 0.05)
     """
-    V.check_non_negative("init_value", init_value)
+    check_non_negative("init_value", init_value)
 
     def schedule(count):
         return init_value / jnp.sqrt(jnp.asarray(count, jnp.result_type(float)) + 1)
@@ -50,8 +50,8 @@ def decayed_b1_schedule(b1: Any, decay: Any) -> optax.Schedule:
       >>> [round(float(schedule(c)), 6) for c in range(3)]
       [0.9, 0.45, 0.225]
     """
-    V.check_range("b1", b1, 0.0, 1.0)
-    V.check_range("b1_decay", decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
+    check_range("b1", b1, 0.0, 1.0)
+    check_range("b1_decay", decay, 0.0, 1.0, low_inclusive=False, high_inclusive=True)
 
     def schedule(count):
         count = jnp.asarray(count, jnp.result_type(float))

@@ -7,28 +7,46 @@ results for the next step. The step direction uses the float32 results, not thei
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jadam import _primitives as P
-from jadam import _validation as V
 from jadam._precision import StochasticRounding
+from jadam._primitives import zeros_like
 from jadam._quantization import SCALE_BYTES, Blockwise8bit, block_absmax, code_values, is_quantized
+from jadam._validation import check_dtype, check_tree_matches
 
 STATE_PRECISIONS = ("float32", "bfloat16", "float16", "8bit")
 
 
+@runtime_checkable
 class MomentStorage(Protocol):
-    """What a ``state_precision`` object provides (see StochasticRounding, Blockwise8bit)."""
+    """What a ``state_precision`` object provides (:class:`StochasticRounding`,
+    :class:`Blockwise8bit`): how it stores a float32 moment, and how to read and write it.
 
-    def init(self, params: Any, *, signed: bool) -> Any: ...
+    ``count`` in :meth:`encode` is the step count t (the dither is a function of it).
+    """
 
-    def decode(self, stored: Any, updates: Any, *, signed: bool) -> Any: ...
+    def stored_form(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) the moment of a float32 leaf of ``shape`` is stored in."""
 
-    def encode(self, values: Any, *, signed: bool, count: jax.Array, stream: int) -> Any: ...
+    def kernel_kind(self, stored_dtype: Any) -> str:
+        """How the fused kernel reads a stored leaf: "float32", "bfloat16", "float16",
+        "blockwise8" or "blockwise8_nearest"."""
+
+    def check_leaf(self, grad: Any, stored: Any) -> None:
+        """Raises ``ValueError`` if ``stored`` cannot be the stored moment of ``grad``."""
+
+    def init(self, params: Any, *, signed: bool) -> Any:
+        """Zero moments for ``params`` in their stored form."""
+
+    def decode(self, stored: Any, updates: Any, *, signed: bool) -> Any:
+        """The stored moments as float32 values shaped like ``updates``."""
+
+    def encode(self, values: Any, *, signed: bool, count: jax.Array, stream: int) -> Any:
+        """The float32 ``values`` in their stored form, rounded for step ``count``."""
 
 
 def resolve(state_precision: Any, mu_dtype: Any, nu_dtype: Any) -> tuple[Any, Any, Any]:
@@ -37,8 +55,8 @@ def resolve(state_precision: Any, mu_dtype: Any, nu_dtype: Any) -> tuple[Any, An
     ``"float32"`` is plain float32 storage (mu_dtype = nu_dtype = float32); ``"bfloat16"`` and
     ``"float16"`` are :class:`StochasticRounding`; ``"8bit"`` is :class:`Blockwise8bit`.
     """
-    V.check_dtype("mu_dtype", mu_dtype)
-    V.check_dtype("nu_dtype", nu_dtype)
+    check_dtype("mu_dtype", mu_dtype)
+    check_dtype("nu_dtype", nu_dtype)
     if state_precision is None:
         return None, mu_dtype, nu_dtype
     if mu_dtype is not None or nu_dtype is not None:
@@ -46,7 +64,7 @@ def resolve(state_precision: Any, mu_dtype: Any, nu_dtype: Any) -> tuple[Any, An
             "give either state_precision or mu_dtype/nu_dtype, not both: got "
             f"state_precision={state_precision!r}, mu_dtype={mu_dtype!r}, nu_dtype={nu_dtype!r}."
         )
-    if isinstance(state_precision, (StochasticRounding, Blockwise8bit)):
+    if isinstance(state_precision, MomentStorage):
         return state_precision, None, None
     if isinstance(state_precision, str) and state_precision in STATE_PRECISIONS:
         if state_precision == "float32":
@@ -70,29 +88,28 @@ def check_real(params: Any, state_precision: Any) -> None:
             )
 
 
-def check_tree_matches(updates: Any, stored: Any) -> None:
-    """As :func:`jadam._validation.check_tree_matches`; packed 8-bit leaves are checked by size."""
+def check_stored_tree(updates: Any, stored: Any, storage: MomentStorage) -> None:
+    """Raises ``ValueError`` unless ``stored`` has the tree of ``updates`` and each leaf fits.
+
+    As :func:`jadam._validation.check_tree_matches` for the structure; each leaf is then checked
+    by ``storage`` (a packed 8-bit leaf by its number of blocks).
+    """
     is_none = lambda x: x is None  # noqa: E731
     if jax.tree.structure(updates, is_leaf=is_none) != jax.tree.structure(stored, is_leaf=is_none):
-        V.check_tree_matches(updates, stored)  # raises, naming the differing leaves
-    for g, s in zip(
+        check_tree_matches(updates, stored)  # raises, naming the differing leaves
+    for grad, leaf in zip(
         jax.tree.leaves(updates, is_leaf=is_none),
         jax.tree.leaves(stored, is_leaf=is_none),
         strict=True,
     ):
-        if is_quantized(s):
-            blocks, row = s.shape
-            block_size = row - 4
-            if not (blocks - 1) * block_size < max(g.size, 1) <= blocks * block_size:
-                raise ValueError(
-                    f"gradient of shape {tuple(g.shape)} does not fit the 8-bit state of "
-                    f"{blocks} blocks of {block_size} values."
-                )
-        elif (g is None) != (s is None) or np.shape(g) != np.shape(s):
+        if grad is None and leaf is None:
+            continue
+        if grad is None or leaf is None:
             raise ValueError(
                 "gradient tree does not match the optimizer state: gradient leaf has shape "
-                f"{np.shape(g)}, state leaf has shape {np.shape(s)}."
+                f"{np.shape(grad)}, state leaf has shape {np.shape(leaf)}."
             )
+        storage.check_leaf(grad, leaf)
 
 
 def floor_denominator(
@@ -137,7 +154,8 @@ class Moments:
 
     Binds the ``state_precision``/``mu_dtype``/``nu_dtype`` switches once, so that Adam, AdaMax
     and AMSGrad share one way to create, read (with the gradient-tree check) and write them.
-    ``signed`` is how many of the ``count`` moments are signed (AdEMAMix's two EMAs: 2).
+    ``count`` is how many moments there are, ``signed`` how many of them are signed
+    (AdEMAMix's two EMAs: 2); the step count t is :meth:`write`'s ``step``.
     """
 
     def __init__(
@@ -155,27 +173,27 @@ class Moments:
             return tuple(
                 self.storage.init(params, signed=i < self.signed) for i in range(self.count)
             )
-        first = tuple(P.zeros_like(params, self.mu_dtype) for _ in range(self.signed))
+        first = tuple(zeros_like(params, self.mu_dtype) for _ in range(self.signed))
         rest = tuple(
-            P.zeros_like(params, self.nu_dtype, real=True) for _ in range(self.signed, self.count)
+            zeros_like(params, self.nu_dtype, real=True) for _ in range(self.signed, self.count)
         )
         return first + rest
 
     def read(self, updates: Any, stored: tuple[Any, ...]) -> tuple[Any, ...]:
         """The stored moments as values to compute with, after checking the gradient tree."""
         if self.storage is None:
-            V.check_tree_matches(updates, stored[0])
+            check_tree_matches(updates, stored[0])
             return tuple(stored)
-        check_tree_matches(updates, stored[0])
+        check_stored_tree(updates, stored[0], self.storage)
         return tuple(
             self.storage.decode(s, updates, signed=i < self.signed) for i, s in enumerate(stored)
         )
 
-    def write(self, values: tuple[Any, ...], count: jax.Array) -> tuple[Any, ...]:
-        """The updated moments in their stored form."""
+    def write(self, values: tuple[Any, ...], step: jax.Array) -> tuple[Any, ...]:
+        """The updated moments in their stored form for step count t = ``step``."""
         if self.storage is None:
             return tuple(values)
         return tuple(
-            self.storage.encode(x, signed=i < self.signed, count=count, stream=i)
+            self.storage.encode(x, signed=i < self.signed, count=step, stream=i)
             for i, x in enumerate(values)
         )

@@ -78,9 +78,37 @@ def check_non_negative(name: str, value: Any) -> None:
 
 def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
     """Accepts a finite number ≥ 0, a JAX array, or a schedule (a callable of the step count)."""
-    if callable(value):
-        return
-    check_non_negative(name, value)
+    check_non_negative_or_schedule(name, value)
+
+
+def check_non_negative_or_schedule(name: str, value: Any) -> None:
+    """Raises ``ValueError`` unless ``value`` is a schedule (callable), a JAX value or a number ≥ 0.
+
+    What a learning rate α or a weight decay λ may be.
+
+    >>> check_non_negative_or_schedule("weight_decay", -1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: weight_decay must be in [0.0, inf], got -1.0.
+    """
+    if not callable(value):
+        check_non_negative(name, value)
+
+
+def check_adam_hyperparameters(b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0) -> None:
+    """Checks the decays and ε's every Adam-family algorithm shares (concrete numbers only).
+
+    β1, β2 ∈ [0, 1) (Algorithm 1's "Require"), ε ≥ 0 and ε_root ≥ 0.
+
+    >>> check_adam_hyperparameters(0.9, 1.0, 1e-8)
+    Traceback (most recent call last):
+    ...
+    ValueError: b2 must be in [0.0, 1.0), got 1.0.
+    """
+    check_range("b1", b1, 0.0, 1.0)
+    check_range("b2", b2, 0.0, 1.0)
+    check_non_negative("eps", eps)
+    check_non_negative("eps_root", eps_root)
 
 
 def check_dtype(name: str, value: Any) -> None:

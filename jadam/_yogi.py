@@ -8,27 +8,34 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jadam import _primitives as P
-from jadam import _storage as S
-from jadam import _validation as V
-from jadam._adam import ScaleByAdamState, validate_adam_hyperparameters
 from jadam._alias import with_learning_rate
+from jadam._family import (
+    ScaleByAdamState,
+    adam_direction,
+    corrected_first_moment,
+    init_state,
+    step_moments,
+)
+from jadam._primitives import (
+    map_leaves,
+    map_moment,
+    one_minus_power,
+    scaled,
+    squared_magnitude,
+    zeros_like,
+)
+from jadam._storage import Moments
+from jadam._validation import check_adam_hyperparameters, check_flag, check_non_negative
 
 
 def update_yogi_moment(updates: Any, nu: Any, decay: Any) -> Any:
     """v_t = v_{t−1} − (1−β2)·sign(v_{t−1} − |g_t|²)·|g_t|² (Algorithm 2, line 6)."""
 
     def leaf(g, v):
-        dtype = P._compute_dtype(v.dtype)
-        square = P._cast(P.abs_sq(P._cast(g, P._compute_dtype(g.dtype))), dtype)
-        previous = P._cast(v, dtype)
-        change = P._scale(lax.mul(lax.sign(lax.sub(previous, square)), square), 1 - decay)
-        new = lax.sub(previous, change)
-        if not P._narrower(v.dtype, dtype):
-            return P._cast(new, v.dtype)
-        return P.saturating_cast(new, v.dtype, nonnegative=True)
+        square = squared_magnitude(g, v.dtype)
+        return lax.sub(v, scaled(lax.mul(lax.sign(lax.sub(v, square)), square), 1 - decay))
 
-    return P._tree_map(leaf, updates, nu)
+    return map_moment(leaf, updates, nu, nonnegative=True)
 
 
 def scale_by_yogi(
@@ -73,41 +80,42 @@ def scale_by_yogi(
 
     Reference: Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
     """
-    validate_adam_hyperparameters(b1, b2, eps, eps_root)
-    V.check_non_negative("initial_accumulator_value", initial_accumulator_value)
-    V.check_flag("bias_correction", bias_correction)
-    moments = S.Moments(state_precision, mu_dtype, nu_dtype, count=2)
+    check_adam_hyperparameters(b1, b2, eps, eps_root)
+    check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    check_flag("bias_correction", bias_correction)
+    moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
 
     def init_fn(params):
-        mu, nu = moments.init(params)
+        state = init_state(moments, params)
         if isinstance(initial_accumulator_value, (int, float)) and initial_accumulator_value == 0:
-            return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+            return state
         if moments.storage is None:
             fill = lambda x: x + jnp.asarray(initial_accumulator_value).astype(x.dtype)  # noqa: E731
-            mu, nu = P._tree_map(fill, mu), P._tree_map(fill, nu)
-        else:  # encode the initial values into the stored form
-            full = P._tree_map(
-                lambda x: x + jnp.asarray(initial_accumulator_value, x.dtype),
-                P.zeros_like(params, jnp.float32),
-            )
-            mu, nu = moments.write((full, full), jnp.zeros([], jnp.int32))
-        return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+            return state._replace(mu=map_leaves(fill, state.mu), nu=map_leaves(fill, state.nu))
+        # encode the initial values into the stored form
+        full = map_leaves(
+            lambda x: x + jnp.asarray(initial_accumulator_value, x.dtype),
+            zeros_like(params, jnp.float32),
+        )
+        mu, nu = moments.write((full, full), state.count)
+        return ScaleByAdamState(count=state.count, mu=mu, nu=nu)
+
+    def yogi_moment(updates, mu, nu):
+        del mu
+        return update_yogi_moment(updates, nu, b2)
 
     def update_fn(updates, state, params=None):
         del params
-        count = P.increment(state.count)
-        mu, nu = moments.read(updates, (state.mu, state.nu))
-        mu = P.update_first_moment(updates, mu, b1)
-        nu = update_yogi_moment(updates, nu, b2)
-        stored_mu, stored_nu = moments.write((mu, nu), count)
-        if bias_correction:
-            mu_hat, nu_hat = P.bias_correction(mu, b1, count), P.bias_correction(nu, b2, count)
-            divisor = P.one_minus_power(b2, count)
-        else:
-            mu_hat, nu_hat, divisor = mu, nu, 1.0
-        scale = S.floor_denominator(P.sqrt(nu_hat, eps_root), stored_nu, nu, divisor)
-        direction = P.normalize(mu_hat, scale, eps, like=updates)
-        return direction, ScaleByAdamState(count=count, mu=stored_mu, nu=stored_nu)
+        step = step_moments(moments, updates, state, b1, update_nu=yogi_moment)
+        correction = one_minus_power(b2, step.count) if bias_correction else None
+        mu_hat = corrected_first_moment(
+            updates, step.mu, b1, step.count, nesterov=False, corrected=bias_correction
+        )
+        direction = adam_direction(
+            mu_hat, step.nu, correction, updates, eps=eps, eps_root=eps_root,
+            stored_nu=step.stored_nu,
+        )  # fmt: skip
+        return direction, ScaleByAdamState(step.count, step.stored_mu, step.stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

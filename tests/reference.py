@@ -19,17 +19,26 @@ def _divide(numerator, denominator, literal):
     return np.where(denominator == 0, 0.0, numerator / safe)
 
 
+def adam_moments(grads, beta1, beta2):
+    """Lines 7-8 of Algorithm 1 over ``grads`` (float64): yields (t, g_t, m_t, v_t), m_0 = v_0 = 0.
+
+    Shared by every transcription that keeps Adam's two moment estimates.
+    """
+    grads = np.asarray(grads, np.float64)
+    m = np.zeros(grads.shape[1:])
+    v = np.zeros(grads.shape[1:])
+    for t, g in enumerate(grads, start=1):
+        m = beta1 * m + (1 - beta1) * g  # line 7
+        v = beta2 * v + (1 - beta2) * g * g  # line 8
+        yield t, g, m, v
+
+
 def adam(
     grads, alpha=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, bias_correction=True, literal=False
 ):
     """Algorithm 1; ``bias_correction=False`` drops lines 9-10 (Figure 4's ablation)."""
-    grads = np.asarray(grads, np.float64)
-    m = np.zeros(grads.shape[1:])
-    v = np.zeros(grads.shape[1:])
     steps = []
-    for t, g in enumerate(grads, start=1):
-        m = beta1 * m + (1 - beta1) * g  # line 7
-        v = beta2 * v + (1 - beta2) * g * g  # line 8
+    for t, _, m, v in adam_moments(grads, beta1, beta2):
         m_hat = m / (1 - beta1**t) if bias_correction else m  # line 9
         v_hat = v / (1 - beta2**t) if bias_correction else v  # line 10
         steps.append(-alpha * _divide(m_hat, np.sqrt(v_hat) + eps, literal))  # line 11

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import reference_family as ref
-from test_state_precision_training import train
+import reference_successors as ref
+from problems import train_regression
 
 import jadam
 
@@ -84,8 +84,8 @@ def test_eight_bit_state_is_refused_with_the_reason():
 
 
 def test_bfloat16_statistics_follow_float32():
-    _, _, losses32 = train(jadam.adafactor(3e-2, min_dim_size_to_factor=16))
-    _, state, losses = train(
+    _, _, losses32 = train_regression(jadam.adafactor(3e-2, min_dim_size_to_factor=16))
+    _, state, losses = train_regression(
         jadam.adafactor(3e-2, min_dim_size_to_factor=16, state_precision="bfloat16")
     )
     assert state[0].v_row["w"].dtype == jnp.bfloat16 and state[0].v["b"].dtype == jnp.bfloat16

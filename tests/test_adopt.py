@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax.contrib
 import pytest
-import reference_family as ref
-from conftest import gradient_sequence, run_updates
-from test_state_precision_training import SMALL_8BIT, train
+import reference_successors as ref
+from problems import gradient_sequence, run_updates, train_regression
+from registry import SMALL_8BIT
 
 import jadam
 
@@ -68,8 +68,8 @@ def test_bad_hyperparameters_are_named(kwargs, message):
 
 @pytest.mark.parametrize("precision", [SMALL_8BIT, "bfloat16"], ids=["8bit", "bfloat16"])
 def test_low_precision_state_follows_float32(precision):
-    _, _, losses32 = train(jadam.adopt(3e-3))
-    _, state, losses = train(jadam.adopt(3e-3, state_precision=precision))
+    _, _, losses32 = train_regression(jadam.adopt(3e-3))
+    _, state, losses = train_regression(jadam.adopt(3e-3, state_precision=precision))
     if precision is SMALL_8BIT:
         assert state[0].mu["w"].dtype == jnp.uint8 and state[0].nu["w"].dtype == jnp.uint8
     assert losses32[-1] < 0.3 * losses32[0]

@@ -15,6 +15,7 @@ from flax import serialization
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 from multidevice import driver, needs_8_devices, run_module_on_8_devices
+from problems import save_and_restore_orbax
 
 import jadam
 
@@ -80,22 +81,13 @@ def _assert_same(restored, original):
     assert _bits(restored) == _bits(original)
 
 
-def _save_and_restore_orbax(path, state, target):
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, state)
-    checkpointer.wait_until_finished()
-    restored = checkpointer.restore(path, target)
-    checkpointer.close()
-    return restored
-
-
 @pytest.mark.parametrize(("name", "dtype"), CASES)
 def test_orbax_round_trip_is_exact_and_training_continues_identically(tmp_path, name, dtype):
     tx = TRANSFORMS[name]()
     params = _params(PARAM_DTYPES[dtype])
     params, state = _train(tx, params, tx.init(params), steps=3)
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    restored = _save_and_restore_orbax(tmp_path / "state", state, target)
+    restored = save_and_restore_orbax(tmp_path / "state", state, target)
     _assert_same(restored, state)
     _assert_same(_train(tx, params, restored, 2, start=3), _train(tx, params, state, 2, start=3))
 
@@ -151,7 +143,7 @@ def test_sharded_state_restores_exactly_onto_a_different_mesh(tmp_path, name, ze
     mesh_b = jax.sharding.Mesh(np.array(jax.devices()[::-1]), ("x",))
     params_b = _mesh_params(mesh_b, P("x"), P())
     target = _target_on(tx, params_b)
-    restored = _save_and_restore_orbax(tmp_path / "state", state, target)
+    restored = save_and_restore_orbax(tmp_path / "state", state, target)
     _assert_same(jax.device_get(restored), jax.device_get(state))
     for leaf, want in zip(jax.tree.leaves(restored), jax.tree.leaves(target), strict=True):
         assert leaf.sharding.is_equivalent_to(want.sharding, leaf.ndim)

@@ -1,4 +1,4 @@
-"""One contract suite over a registry of every jadam transform."""
+"""One contract suite over the registry of every jadam transform and its variants (registry.py)."""
 
 from __future__ import annotations
 
@@ -8,85 +8,41 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from problems import run_steps, tiny_grads, tiny_params
+from registry import PRESETS, SUCCESSORS, TRANSFORMS, VARIANTS
 
 import jadam
+from jadam import _quantization
 
-REGISTRY = {
-    "scale_by_adam": jadam.scale_by_adam,
-    "scale_by_adam_uncorrected": lambda: jadam.scale_by_adam(bias_correction=False),
-    "scale_by_adam_nesterov": lambda: jadam.scale_by_adam(nesterov=True),
-    "scale_by_adamax": jadam.scale_by_adamax,
-    "scale_by_amsgrad": jadam.scale_by_amsgrad,
-    "scale_by_momentum": jadam.scale_by_momentum,
-    "scale_by_adagrad": jadam.scale_by_adagrad,
-    "scale_by_rms": jadam.scale_by_rms,
-    "scale_by_rms_centered": lambda: jadam.scale_by_rms(centered=True),
-    "scale_by_rms_corrected": lambda: jadam.scale_by_rms(bias_correction=True),
-    "scale_by_adadelta": jadam.scale_by_adadelta,
-    "adam": lambda: jadam.adam(1e-3),
-    "adam_schedule": lambda: jadam.adam(jadam.inverse_sqrt_schedule(1e-3)),
-    "adamw": lambda: jadam.adamw(1e-3, weight_decay=0.1),
-    "adamax": jadam.adamax,
-    "amsgrad": lambda: jadam.amsgrad(1e-3),
-    "nadam": lambda: jadam.nadam(1e-3),
-    "sgd": lambda: jadam.sgd(0.1),
-    "sgd_nesterov": lambda: jadam.sgd(0.1, 0.9, nesterov=True),
-    "adagrad": lambda: jadam.adagrad(0.1),
-    "rmsprop": lambda: jadam.rmsprop(1e-3, momentum=0.9),
-    "adadelta": jadam.adadelta,
-    "scale_by_radam": jadam.scale_by_radam,
-    "scale_by_belief": jadam.scale_by_belief,
-    "scale_by_yogi": jadam.scale_by_yogi,
-    "radam": lambda: jadam.radam(1e-3),
-    "adabelief": lambda: jadam.adabelief(1e-3),
-    "yogi": lambda: jadam.yogi(1e-2),
-    "lamb": lambda: jadam.lamb(1e-3, weight_decay=0.01),
-    "nadamw": lambda: jadam.nadamw(1e-3),
-    "adamaxw": lambda: jadam.adamaxw(2e-3),
-    "scale_by_adopt": jadam.scale_by_adopt,
-    "adopt": lambda: jadam.adopt(1e-3),
-    "scale_by_ademamix": jadam.scale_by_ademamix,
-    "ademamix": lambda: jadam.ademamix(1e-3, weight_decay=0.1),
-    "schedule_free_adamw": lambda: jadam.schedule_free_adamw(1e-3, warmup_steps=2),
-    "scale_by_factored_rms": lambda: jadam.scale_by_factored_rms(min_dim_size_to_factor=2),
-    "adafactor": lambda: jadam.adafactor(1e-2, min_dim_size_to_factor=2, momentum=0.9),
-}
-NAMES = list(REGISTRY)
-FAMILY = [jadam.radam, jadam.adabelief, jadam.yogi, jadam.lamb, jadam.nadamw, jadam.adamaxw]
+NAMES = list(TRANSFORMS)
+VARIANT_NAMES = list(VARIANTS)
+# MultiSteps compiles the inner update in both branches of a cond: it runs over the presets and
+# one variant of each kind (fused, fused 8-bit, each precision, skip_nonfinite, chain) only.
+MULTISTEPS_NAMES = [
+    *PRESETS,
+    "fused-adam",
+    "fused-adam-8bit",
+    "adam-8bit",
+    "adamw-bfloat16",
+    "adamax-float16",
+    "skip_nonfinite-adam",
+    "chain-clip-fused-adamw-8bit",
+]
 # Schedule-free keeps a copy z of the parameters' values: init needs values (or eval_shape).
 INIT_NEEDS_VALUES = {"schedule_free_adamw"}
 
 
-def _params():
-    return {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.array([0.5, -0.25])}
-
-
-def _grads(step: int):
-    return jax.tree.map(lambda p: jnp.sin(p * (step + 1.0)) + 0.1 * step, _params())
-
-
-def _run(tx, update, steps=3):
-    params = _params()
-    state = tx.init(params)
-    out = []
-    for step in range(steps):
-        updates, state = update(_grads(step), state, params)
-        params = optax.apply_updates(params, updates)
-        out.append(updates)
-    return params, state, out
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_jit_equals_eager(name):
-    tx = REGISTRY[name]()
-    eager = _run(tx, tx.update)
-    jitted = _run(tx, jax.jit(tx.update))
+    tx = TRANSFORMS[name]()
+    eager = run_steps(tx, tx.update)
+    jitted = run_steps(tx, jax.jit(tx.update))
     chex.assert_trees_all_close(eager, jitted, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_no_retrace_and_stable_state(name):
-    tx = REGISTRY[name]()
+    tx = TRANSFORMS[name]()
     traces = []
 
     @jax.jit
@@ -94,29 +50,39 @@ def test_no_retrace_and_stable_state(name):
         traces.append(1)
         return tx.update(grads, state, params)
 
-    params = _params()
+    params = tiny_params()
     state0 = tx.init(params)
-    _, state1 = update(_grads(0), state0, params)
-    _, state2 = update(_grads(1), state1, params)
+    _, state1 = update(tiny_grads(0), state0, params)
+    _, state2 = update(tiny_grads(1), state1, params)
     assert len(traces) == 1
     chex.assert_trees_all_equal_shapes_and_dtypes(state0, state1, state2)
 
 
-@pytest.mark.parametrize("name", NAMES)
+# Known bug, reported to the lead: yogi's init writes one float array as both m_0 and v_0, and
+# 8-bit storage keeps the leaves below min_size as they are, so m and v share a buffer and a
+# donated update fails. Strict: this test fails as soon as the bug is fixed (remove the mark).
+SHARED_BUFFER_BUG = pytest.mark.xfail(strict=True, reason="yogi 8-bit init shares m_0 and v_0")
+
+
+@pytest.mark.parametrize(
+    "name",
+    NAMES
+    + [pytest.param(n, marks=SHARED_BUFFER_BUG) if n == "yogi_8bit" else n for n in VARIANT_NAMES],
+)
 def test_init_gives_every_state_leaf_its_own_buffer(name):
     """Donating a state whose leaves share a buffer fails ("donate the same buffer twice")."""
-    tx = REGISTRY[name]()
-    leaves = [x for x in jax.tree.leaves(tx.init(_params())) if isinstance(x, jax.Array)]
+    tx = (TRANSFORMS | VARIANTS)[name]()
+    leaves = [x for x in jax.tree.leaves(tx.init(tiny_params())) if isinstance(x, jax.Array)]
     pointers = [x.unsafe_buffer_pointer() for x in leaves]
     assert len(set(pointers)) == len(pointers)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_init_on_shape_dtype_structs(name):
-    tx = REGISTRY[name]()
-    structs = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), _params())
+    tx = TRANSFORMS[name]()
+    structs = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), tiny_params())
     abstract = jax.eval_shape(tx.init, structs)
-    concrete = tx.init(_params())
+    concrete = tx.init(tiny_params())
     chex.assert_trees_all_equal_shapes_and_dtypes(abstract, concrete)
     if name in INIT_NEEDS_VALUES:
         return
@@ -126,17 +92,17 @@ def test_init_on_shape_dtype_structs(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_composes_with_optax_chain_and_multisteps(name):
-    tx = optax.chain(optax.clip_by_global_norm(1.0), REGISTRY[name]())
-    _run(tx, jax.jit(tx.update))
-    multi = optax.MultiSteps(REGISTRY[name](), every_k_schedule=2)
-    params, _, updates = _run(multi, jax.jit(multi.update), steps=4)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), TRANSFORMS[name]())
+    run_steps(tx, jax.jit(tx.update))
+    multi = optax.MultiSteps(TRANSFORMS[name](), every_k_schedule=2)
+    params, _, updates = run_steps(multi, jax.jit(multi.update), steps=4)
     chex.assert_trees_all_equal(updates[0], jax.tree.map(jnp.zeros_like, updates[0]))
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_none_leaves_pass_through(name):
-    tx = REGISTRY[name]()
+    tx = TRANSFORMS[name]()
     params = {"w": jnp.ones(3), "frozen": None}
     state = tx.init(params)
     updates, _ = jax.jit(tx.update)({"w": jnp.ones(3), "frozen": None}, state, params)
@@ -145,17 +111,17 @@ def test_none_leaves_pass_through(name):
 
 @pytest.mark.parametrize(
     "factory",
-    [jadam.adam, jadam.adamw, jadam.nadam, jadam.amsgrad, jadam.adamax, jadam.rmsprop, *FAMILY],
+    [jadam.adam, jadam.adamw, jadam.nadam, jadam.amsgrad, jadam.adamax, jadam.rmsprop, *SUCCESSORS],
     ids=lambda f: f.__name__,
 )
 def test_inject_hyperparams_and_vmap_over_learning_rate(factory):
     tx = optax.inject_hyperparams(factory)(learning_rate=1e-2)
-    _run(tx, jax.jit(tx.update))
+    run_steps(tx, jax.jit(tx.update))
 
     def one_step(lr):
         tx = factory(lr)  # lr is a tracer: not validated
-        params = _params()
-        updates, _ = tx.update(_grads(0), tx.init(params), params)
+        params = tiny_params()
+        updates, _ = tx.update(tiny_grads(0), tx.init(params), params)
         return updates
 
     updates = jax.vmap(one_step)(jnp.array([1e-3, 1e-2]))
@@ -215,16 +181,16 @@ def test_non_float_moment_dtype_rejected():
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "sgd"])  # plain SGD has no state
 def test_mismatched_gradient_tree_named(name):
-    tx = REGISTRY[name]()
-    state = tx.init(_params())
+    tx = TRANSFORMS[name]()
+    state = tx.init(tiny_params())
     with pytest.raises(
         ValueError, match=r"does not match .*\['w'\]|missing leaves \[\"\['w'\]\"\]"
     ):
-        tx.update({"b": jnp.ones(2), "v": jnp.ones((2, 3))}, state, _params())
+        tx.update({"b": jnp.ones(2), "v": jnp.ones((2, 3))}, state, tiny_params())
     with pytest.raises(
         ValueError, match=r"at \['w'\]: gradient has shape \(3, 2\), expected shape \(2, 3\)"
     ):
-        tx.update({"b": jnp.ones(2), "w": jnp.ones((3, 2))}, state, _params())
+        tx.update({"b": jnp.ones(2), "w": jnp.ones((3, 2))}, state, tiny_params())
 
 
 def test_step_counter_saturates():
@@ -238,14 +204,14 @@ def test_step_counter_saturates():
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 @pytest.mark.parametrize(
     "name",
-    ["adam", "adamax", "amsgrad", "nadam", "rmsprop", "adagrad", *(f.__name__ for f in FAMILY)],
+    ["adam", "adamax", "amsgrad", "nadam", "rmsprop", "adagrad", *(f.__name__ for f in SUCCESSORS)],
 )
 def test_low_precision_params(name, dtype):
-    tx = REGISTRY[name]()
-    params = jax.tree.map(lambda p: p.astype(dtype), _params())
+    tx = TRANSFORMS[name]()
+    params = jax.tree.map(lambda p: p.astype(dtype), tiny_params())
     state = tx.init(params)
     for step in range(5):
-        grads = jax.tree.map(lambda p: p.astype(dtype), _grads(step))
+        grads = jax.tree.map(lambda p: p.astype(dtype), tiny_grads(step))
         grads["b"] = jnp.zeros_like(grads["b"])  # exactly-zero gradients too
         updates, state = jax.jit(tx.update)(grads, state, params)
         chex.assert_trees_all_equal_dtypes(updates, params)
@@ -255,9 +221,9 @@ def test_low_precision_params(name, dtype):
 
 def test_mu_dtype_honoured():
     tx = jadam.adam(1e-3, mu_dtype=jnp.bfloat16)
-    params = _params()
+    params = tiny_params()
     state = tx.init(params)
-    _, state = tx.update(_grads(0), state, params)
+    _, state = tx.update(tiny_grads(0), state, params)
     adam_state = state[0]
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(adam_state.mu))
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(adam_state.nu))
@@ -273,7 +239,7 @@ def test_complex_params_match_optax(name):
         "rmsprop": optax.rmsprop(1e-3, momentum=0.9),
         "adagrad": optax.adagrad(0.1),
     }[name]
-    ours = REGISTRY[name]()
+    ours = TRANSFORMS[name]()
     params = jnp.array([1 + 2j, -0.5j, 3.0], jnp.complex64)
     grads = [params * (k + 1) - 1j for k in range(3)]
     s_ours, s_theirs = ours.init(params), theirs.init(params)
@@ -292,3 +258,110 @@ def test_zero_gradients_never_nan_even_without_eps():
         for _ in range(3):
             updates, state = tx.update(jnp.zeros(4), state, params)
             np.testing.assert_array_equal(updates, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# The variants (registry.VARIANTS): a representative subset of the checks above.
+
+
+@pytest.mark.parametrize("name", VARIANT_NAMES)
+def test_variant_jit_equals_eager_without_retrace(name):
+    tx = VARIANTS[name]()
+    traces = []
+
+    def update(grads, state, params):
+        traces.append(1)
+        return tx.update(grads, state, params)
+
+    eager = run_steps(tx, tx.update)
+    jitted = run_steps(tx, jax.jit(update))
+    assert len(traces) == 1
+    assert_close_within_one_code(eager, jitted)
+    chex.assert_trees_all_equal_shapes_and_dtypes(tx.init(tiny_params()), jitted[1])
+
+
+def assert_close_within_one_code(eager, jitted):
+    """Float leaves to rtol 1e-6, atol 1e-7; 8-bit leaves: scales to 1e-6, codes within one step.
+
+    The pure 8-bit path rounds a moment that lies on a code boundary either way depending on how
+    XLA fuses the arithmetic (eager op by op or one jitted graph), so a code may differ by one.
+    """
+    chex.assert_trees_all_equal_shapes_and_dtypes(eager, jitted)
+    for x, y in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
+        if x.dtype == jnp.uint8:
+            (x_codes, x), (y_codes, y) = _quantization.unpack(x), _quantization.unpack(y)
+            steps = np.abs(np.asarray(x_codes, np.int32) - np.asarray(y_codes, np.int32))
+            assert steps.max() <= 1, steps
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", VARIANT_NAMES)
+def test_variant_init_on_shape_dtype_structs(name):
+    tx = VARIANTS[name]()
+    structs = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), tiny_params())
+    chex.assert_trees_all_equal_shapes_and_dtypes(
+        jax.eval_shape(tx.init, structs), tx.init(tiny_params())
+    )
+
+
+@pytest.mark.parametrize("name", MULTISTEPS_NAMES)
+def test_variant_composes_with_multisteps_and_none_leaves(name):
+    multi = optax.MultiSteps(VARIANTS[name](), every_k_schedule=2)
+    params, _, updates = run_steps(multi, jax.jit(multi.update), steps=4)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+    tx = VARIANTS[name]()
+    params = {"w": jnp.ones((3, 2)), "frozen": None}
+    updates, _ = jax.jit(tx.update)(
+        {"w": jnp.ones((3, 2)), "frozen": None}, tx.init(params), params
+    )
+    assert updates["frozen"] is None and updates["w"].shape == (3, 2)
+
+
+def test_sparse_step_jits_once_and_keeps_state_types():
+    opt = jadam.sparse_lazy_adam(jadam.inverse_sqrt_schedule(0.1), per_row_count=True)
+    traces = []
+
+    def step(table, state, indices, rows):
+        traces.append(1)
+        return opt.step(table, state, indices, rows)
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    table = jnp.zeros((100, 4))
+    state = opt.init(table)
+    shapes = jax.tree.map(lambda x: (x.shape, x.dtype), state)
+    rows = jnp.ones((5, 4))
+    for k in range(3):  # indices: 0,0,0,0,0 (duplicates: one touch), then 0..4, then 0,2,..,8
+        table, state = step(table, state, jnp.arange(5) * k, rows)
+    assert len(traces) == 1
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), state) == shapes
+    assert int(state.count) == 3
+    np.testing.assert_array_equal(state.row_count[:10], [3, 1, 2, 1, 2, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(table[5], 0.0)  # untouched rows never move
+
+
+@pytest.mark.parametrize(
+    ("factory", "switches"),
+    [
+        (jadam.adam, {"eps_form": "eps_hat", "b1_decay": 0.9}),
+        (jadam.amsgrad, {"variant": "max_of_raw"}),
+        (jadam.nadam, {"momentum_decay": 0.004}),
+        (jadam.lazy_adam, {"per_row_count": True}),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_inject_hyperparams_keeps_switches_static(factory, switches):
+    """The string/bool switches stay Python values; numeric ones become injectable."""
+    injected = optax.inject_hyperparams(factory)(learning_rate=1e-2, **switches)
+    plain = factory(1e-2, **switches)
+    chex.assert_trees_all_close(
+        run_steps(injected, jax.jit(injected.update))[0],
+        run_steps(plain, jax.jit(plain.update))[0],
+        rtol=1e-5,
+    )
+
+
+def test_fused_flag_refuses_variants():
+    """The fused kernel runs Algorithm 1 with constant β1; variants are refused by name."""
+    for switches in [{"eps_form": "eps_hat"}, {"b1_decay": 0.9}]:
+        with pytest.raises(ValueError, match=f"fused=True does not support {next(iter(switches))}"):
+            jadam.adam(1e-2, fused=True, **switches)

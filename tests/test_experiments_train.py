@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,7 +12,8 @@ import jax.numpy as jnp
 import pytest
 
 pytest.importorskip("flax")
-from jadam.experiments import config_check, optimizers, plots, train
+from jadam.experiments import checkpoints, config_check, models, optimizers, plots, train
+from jadam.experiments.config_lib import load_config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = tuple(sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "paper"))
@@ -39,10 +39,7 @@ SUMMARY_KEYS = {
 
 
 def get_config(name: str, arg: str = "smoke"):
-    spec = importlib.util.spec_from_file_location(f"config_{name}", ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg)
+    config = load_config_file(f"{ROOT / 'configs' / name}.py:{arg}")
     if "progress" in config:
         config.progress = False
     return config
@@ -104,7 +101,7 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 def test_resume_after_interruption_gives_same_metrics(tmp_path, monkeypatch):
     """A crash instead of the 5th checkpoint (mid-way through the 2nd run); then a restart."""
     reference = train.train_and_evaluate(small_config(), tmp_path / "reference")
-    real_save = train._save
+    real_save = checkpoints.save
     calls = []
 
     def crashing_save(*args, **kwargs):
@@ -113,14 +110,14 @@ def test_resume_after_interruption_gives_same_metrics(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated crash")
         real_save(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_save", crashing_save)
+    monkeypatch.setattr(checkpoints, "save", crashing_save)
     workdir = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(small_config(), workdir)
     assert calls == [8, 16, 24, 8, 16]  # Run 1 finished; run 2 crashed saving step 16.
     partial = lines(workdir / "metrics.jsonl")
     assert len(partial) == 6 + 4  # Run 2 had logged steps 4..16 before the crash.
-    monkeypatch.setattr(train, "_save", real_save)
+    monkeypatch.setattr(checkpoints, "save", real_save)
 
     rows = train.train_and_evaluate(small_config(), workdir)
     assert [row["resumed_from_step"] for row in rows] == [24, 8]
@@ -132,11 +129,11 @@ def test_resume_after_interruption_gives_same_metrics(tmp_path, monkeypatch):
 
 def test_workdir_of_other_config_is_refused(tmp_path):
     config = get_config("fig1_logreg_mnist")
-    train._check_workdir(config, tmp_path)
-    train._check_workdir(config, tmp_path)  # Same config: resuming is fine.
+    checkpoints.check_workdir(config, tmp_path)
+    checkpoints.check_workdir(config, tmp_path)  # Same config: resuming is fine.
     config.num_epochs = 4
     with pytest.raises(ValueError, match="holds results of a different config"):
-        train._check_workdir(config, tmp_path)
+        checkpoints.check_workdir(config, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -204,6 +201,16 @@ def test_unknown_figure_name(tmp_path):
         train.train_and_evaluate(config, tmp_path)
     with pytest.raises(ValueError, match="unknown config argument 'tiny'"):
         get_config("fig2_mlp", "tiny")
+
+
+def test_unknown_model_kind_is_a_clear_error():
+    """The registry names the allowed kinds instead of building some other model."""
+    with pytest.raises(
+        ValueError,
+        match=r"model.kind: expected one of \['cnn', 'logreg', 'mlp', 'vae'\], found 'rnn'",
+    ):
+        models.build_model({"kind": "rnn", "hidden": 8, "latent": 2}, None, 0)
+    assert sorted(models.MODELS) == sorted(config_check.MODEL_KEYS)
 
 
 def test_no_bias_correction_is_jadams_ablation():

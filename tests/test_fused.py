@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from registry import FUSED, FUSED_WITH_PRECISION, PRECISIONS
 
 import jadam
 from jadam import _fused, _kernel
@@ -36,18 +37,6 @@ def _fresh_fallback_warnings():
     _fused._WARNED.clear()
     yield
     _fused._WARNED.clear()
-
-
-OPTIMIZERS = {
-    "adam": lambda fused: jadam.adam(1e-2, fused=fused),
-    "adam_eps0": lambda fused: jadam.adam(1e-2, eps=0.0, fused=fused),
-    "adam_eps_root": lambda fused: jadam.adam(1e-2, eps_root=1e-6, fused=fused),
-    "adam_no_bias_correction": lambda fused: jadam.adam(1e-2, bias_correction=False, fused=fused),
-    "adam_schedule": lambda fused: jadam.adam(optax.linear_schedule(1e-2, 1e-3, 5), fused=fused),
-    "adamw": lambda fused: jadam.adamw(1e-2, weight_decay=0.1, fused=fused),
-    "adamax": lambda fused: jadam.adamax(1e-2, fused=fused),
-    "adamax_eps0": lambda fused: jadam.adamax(1e-2, eps=0.0, fused=fused),
-}
 
 
 def _gradients(shapes, steps, seed=0):
@@ -88,9 +77,9 @@ def _assert_moments_bitwise_step_within_ulps(a, b):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1.2e-7)
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(FUSED))
 def test_single_leaf_apply_and_update_match_pure(name):
-    fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
+    fused, pure = FUSED[name](True), FUSED[name](False)
     params = [jnp.asarray(np.linspace(-1, 1, 1000, dtype=np.float32))]
     state = pure.init(params)
     apply_fused = jax.jit(fused.apply_gradients)
@@ -126,9 +115,9 @@ def _transformer_params(seed):
     return shapes, treedef, treedef.unflatten(leaves)
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(FUSED))
 def test_tree_state_is_bitwise_and_step_within_ulps(name):
-    fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
+    fused, pure = FUSED[name](True), FUSED[name](False)
     shapes, treedef, params = _transformer_params(1)
     state = pure.init(params)
     apply_fused = jax.jit(fused.apply_gradients)
@@ -321,9 +310,9 @@ def test_sharded_arrays_fall_back_in_a_multi_device_process():
 # Packed state: what fused.init returns on CPU (every leaf's moments in one vector each).
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(FUSED))
 def test_packed_state_equals_the_unfused_state_bit_for_bit(name):
-    fused, pure = OPTIMIZERS[name](True), OPTIMIZERS[name](False)
+    fused, pure = FUSED[name](True), FUSED[name](False)
     shapes, treedef, params = _transformer_params(2)
     packed, state = fused.init(params), pure.init(params)
     assert isinstance(packed[0], jadam.PackedAdamState)
@@ -390,25 +379,6 @@ def test_packed_jit_has_two_moment_buffers_whatever_the_leaf_count():
 # --------------------------------------------------------------------------------------------
 # Every state precision through the kernel, against the pure path (issue 12).
 
-PRECISIONS = {
-    "float32": None,
-    "bfloat16": "bfloat16",
-    "float16": jadam.StochasticRounding(jnp.float16, seed=3),
-    "8bit": jadam.Blockwise8bit(block_size=64, min_size=100),  # (7,) and (3, 5) stay float32
-    "8bit_nearest": jadam.Blockwise8bit(block_size=100, min_size=0, stochastic=False),
-}
-ALGORITHMS = {
-    "adam": lambda fused, sp: jadam.adam(1e-2, fused=fused, state_precision=sp),
-    "adamw_masked": lambda fused, sp: jadam.adamw(
-        optax.linear_schedule(1e-2, 1e-3, 4),
-        weight_decay=0.1,
-        fused=fused,
-        state_precision=sp,
-        mask=lambda p: [x.ndim > 1 for x in p],
-    ),
-    "adamax": lambda fused, sp: jadam.adamax(1e-2, fused=fused, state_precision=sp),
-    "adam_eps0": lambda fused, sp: jadam.adam(1e-2, eps=0.0, fused=fused, state_precision=sp),
-}
 SHAPES = [(40, 16), (7,), (300,), (3, 5)]
 
 
@@ -425,10 +395,10 @@ def _copy(tree):
 
 
 @pytest.mark.parametrize("precision", sorted(PRECISIONS))
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", sorted(FUSED_WITH_PRECISION))
 def test_every_precision_matches_the_pure_path_bit_for_bit(algorithm, precision):
     """State bit for bit, params to float32 rounding, through both call paths, donated."""
-    make, sp = ALGORITHMS[algorithm], PRECISIONS[precision]
+    make, sp = FUSED_WITH_PRECISION[algorithm], PRECISIONS[precision]
     fused, pure = make(True, sp), make(False, sp)
     rng = np.random.default_rng(4)
     params = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in SHAPES]

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from ml_collections import config_flags
 
 pytest.importorskip("flax")
-from jadam.experiments import config_check, train
+from jadam.experiments import config_check, config_lib, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [
@@ -35,7 +35,7 @@ SPECS = [
     for path in sorted((ROOT / "configs").glob("*.py"))
     for arg in (":smoke", "")
 ]
-BASE = {spec: config_check.load_config_file(str(ROOT / spec)).to_dict() for spec in SPECS}
+BASE = {spec: config_lib.load_config_file(str(ROOT / spec)).to_dict() for spec in SPECS}
 PYTHON_EXAMPLES, CLI_EXAMPLES = 400, 150
 FUZZ = settings(
     derandomize=True,

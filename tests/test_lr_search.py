@@ -12,13 +12,13 @@ import ml_collections
 import pytest
 
 pytest.importorskip("flax")
-from jadam.experiments import config_check, lr_search
+from jadam.experiments import config_check, config_lib, lr_search
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def smoke_config(name: str = "fig1_logreg_mnist") -> ml_collections.ConfigDict:
-    config = config_check.load_config_file(str(ROOT / "configs" / f"{name}.py:smoke"))
+    config = config_lib.load_config_file(str(ROOT / "configs" / f"{name}.py:smoke"))
     config.progress = False
     return config
 
@@ -109,7 +109,7 @@ def test_figure4_runs_that_differ_only_in_alpha_are_one_family():
 
 
 def test_run_names_pick_runs_and_optimizer_names_pick_all_their_runs():
-    config = config_check.load_config_file(str(ROOT / "configs" / "fig3_cnn.py"))
+    config = config_lib.load_config_file(str(ROOT / "configs" / "fig3_cnn.py"))
     config.search.runs = "adam,adagrad_dropout"
     assert [f.name for f in lr_search.families(config)] == ["adagrad_dropout", "adam"]
     config.search.runs = ""  # all but AdaDelta (Figure 3 has none)
@@ -161,7 +161,7 @@ def test_config_without_search_or_paper_config_is_refused(tmp_path):
     del config["search"]
     with pytest.raises(config_check.ConfigError, match=r"config.search: missing"):
         lr_search.search(config, tmp_path, progress=False)
-    paper = config_check.load_config_file(str(ROOT / "configs" / "paper.py:smoke"))
+    paper = config_lib.load_config_file(str(ROOT / "configs" / "paper.py:smoke"))
     with pytest.raises(config_check.ConfigError, match=r"one figure config .*fig2_mlp"):
         lr_search.search(paper, tmp_path, progress=False)
 
@@ -182,7 +182,7 @@ def test_cli_bad_input_is_one_line_and_exit_status_1(tmp_path):
 
 
 def test_span_starts_each_run_near_its_own_alpha():
-    config = config_check.load_config_file(str(ROOT / "configs" / "fig2_mlp.py"))
+    config = config_lib.load_config_file(str(ROOT / "configs" / "fig2_mlp.py"))
     config.runs.adam.optimizer.learning_rate = 3e-3
     config.runs.sgd_nesterov.optimizer.learning_rate = 0.1
     grids = {f.name: lr_search.starting_grid(config, f) for f in lr_search.families(config)}
@@ -198,8 +198,8 @@ def test_span_starts_each_run_near_its_own_alpha():
 
 def test_every_figure_config_of_the_paper_has_a_search_grid():
     for name in ("fig1_logreg_mnist", "fig1_logreg_imdb", "fig2_mlp", "fig3_cnn"):
-        config = config_check.load_config_file(str(ROOT / "configs" / f"{name}.py"))
+        config = config_lib.load_config_file(str(ROOT / "configs" / f"{name}.py"))
         assert len(config.search.alphas) >= 8 and config.search.span == 1
         assert config.search.momenta[0] == 0.9  # SGD's momentum is searched from 0.9 up
-    fig4 = config_check.load_config_file(str(ROOT / "configs" / "fig4_vae_bias_correction.py"))
+    fig4 = config_lib.load_config_file(str(ROOT / "configs" / "fig4_vae_bias_correction.py"))
     assert fig4.search.alphas == pytest.approx((1e-5, 1e-4, 1e-3, 1e-2, 1e-1))

@@ -1,49 +1,44 @@
 """Every notebook under notebooks/ runs top to bottom in small mode (JADAM_NOTEBOOK_SMALL=1).
 
-The kernel is a kernelspec written to a temporary directory that launches ``sys.executable``, so
-the notebooks run in the same interpreter (and virtual environment) as pytest, whatever other
-"python3" kernels are installed on the machine.
+The kernel is the docs build's (docs/_ext/notebooks.py): a kernelspec written to a temporary
+directory that launches ``sys.executable``, so the notebooks run in the same interpreter (and
+virtual environment) as pytest, whatever other "python3" kernels are installed on the machine.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import importlib.util
 import pathlib
-import sys
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
-kernelspec = pytest.importorskip("jupyter_client.kernelspec")
-manager = pytest.importorskip("jupyter_client.manager")
+pytest.importorskip("jupyter_client")
+pytest.importorskip("sphinx")  # the kernel and the saved copies are the docs extension's
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXECUTED = ROOT / "docs" / "_build" / "executed"  # rendered by docs/_ext/notebooks.py
-KERNEL = "jadam-test-python"
+
+
+def _docs_extension():
+    """docs/_ext/notebooks.py: its kernel (this interpreter, small mode, this checkout's jadam)
+    and where it keeps executed notebooks, so that the docs build reuses what the tests ran."""
+    spec = importlib.util.spec_from_file_location(
+        "docs_notebooks_extension", ROOT / "docs" / "_ext" / "notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+docs_notebooks = _docs_extension()
 
 
 @pytest.fixture
 def kernel_manager(tmp_path):
-    spec_dir = tmp_path / "kernels" / KERNEL
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "jadam test kernel",
-        "language": "python",
-        "env": {
-            "JADAM_NOTEBOOK_SMALL": "1",
-            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            # the kernel imports the jadam under test, as pytest does, whatever is installed
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        },
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    specs = kernelspec.KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
-    return manager.KernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
+    return docs_notebooks.kernel_manager(tmp_path / "kernels")
 
 
 EXPECTED = [
@@ -83,7 +78,7 @@ def test_notebook_runs_in_small_mode(path, kernel_manager):
     client = nbclient.NotebookClient(
         notebook,
         km=kernel_manager,
-        kernel_name=KERNEL,
+        kernel_name=docs_notebooks.KERNEL,
         timeout=300,
         resources={"metadata": {"path": str(path.parent)}},
     )
@@ -98,7 +93,4 @@ def test_notebook_runs_in_small_mode(path, kernel_manager):
         if "image/png" in output.get("data", {})
     ]
     assert figures, f"{path.name} drew no figure"
-    EXECUTED.mkdir(parents=True, exist_ok=True)  # saved so that the docs build need not rerun it
-    partial = EXECUTED / f".{path.name}.partial"
-    nbformat.write(notebook, partial)
-    partial.replace(EXECUTED / path.name)
+    docs_notebooks.save_execution(notebook, path.name)  # the docs build need not rerun it

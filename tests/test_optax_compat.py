@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import pytest
+from problems import save_and_restore_orbax
 
 import jadam
 
@@ -263,15 +263,6 @@ def test_state_layout_is_optax(name):
     chex.assert_trees_all_equal_shapes_and_dtypes(jax.tree.leaves(ours), jax.tree.leaves(theirs))
 
 
-def _save_and_restore(path, state, like):
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, state)
-    checkpointer.wait_until_finished()
-    restored = checkpointer.restore(path, like)
-    checkpointer.close()
-    return restored
-
-
 @pytest.mark.parametrize("direction", ["optax_to_jadam", "jadam_to_optax"])
 @pytest.mark.parametrize("name", SAME_LAYOUT)
 def test_checkpoint_restores_across_libraries(name, direction, tmp_path):
@@ -281,7 +272,7 @@ def test_checkpoint_restores_across_libraries(name, direction, tmp_path):
     writer, reader = (SAME_LAYOUT[name](library) for library in libraries)
     params, state = _train(writer, _params(), writer.init(_params()), 3)
     like = jax.eval_shape(reader.init, params)
-    restored = _save_and_restore(tmp_path / "state", state, like)
+    restored = save_and_restore_orbax(tmp_path / "state", state, like)
     assert jax.tree.structure(restored) == jax.tree.structure(like)  # the reader's classes
     chex.assert_trees_all_equal(jax.tree.leaves(restored), jax.tree.leaves(state))
     expected, _ = _train(writer, params, state, 3, start=3)
@@ -315,11 +306,15 @@ def test_adamax_checkpoint_with_eps_conversion(direction, tmp_path):
     libraries = (optax, jadam) if direction == "optax_to_jadam" else (jadam, optax)
     writer, reader = (library.adamax(1e-3, eps=eps) for library in libraries)
     params, state = _train(writer, params, writer.init(params), 3, scale=scale)
-    restored = _save_and_restore(tmp_path / "state", state, jax.eval_shape(reader.init, params))
+    restored = save_and_restore_orbax(
+        tmp_path / "state", state, jax.eval_shape(reader.init, params)
+    )
     if direction == "optax_to_jadam":
         converted = jadam.from_optax_state(restored, restored, adamax_eps=eps)
     else:  # restore in jadam's own layout, then convert
-        as_written = _save_and_restore(tmp_path / "own", state, jax.eval_shape(writer.init, params))
+        as_written = save_and_restore_orbax(
+            tmp_path / "own", state, jax.eval_shape(writer.init, params)
+        )
         converted = jadam.to_optax_state(as_written, restored, adamax_eps=eps)
     expected, _ = _train(writer, params, state, 3, start=3, scale=scale)
 

@@ -9,25 +9,11 @@ import chex
 import jax
 import numpy as np
 import pytest
-from problems import make_problem, train
+from problems import train, train_torch
 
 import jadam
 
 torch = pytest.importorskip("torch")
-
-
-def train_torch(make_optimizer, steps: int = 100, seed: int = 0):
-    params, grad_fn = make_problem(seed)
-    tensors = {
-        k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()
-    }
-    optimizer = make_optimizer(list(tensors.values()))
-    for _ in range(steps):
-        grads = grad_fn({k: t.detach().numpy() for k, t in tensors.items()})
-        for k, t in tensors.items():
-            t.grad = torch.tensor(grads[k], dtype=torch.float64)
-        optimizer.step()
-    return {k: t.detach().numpy() for k, t in tensors.items()}
 
 
 optim = torch.optim

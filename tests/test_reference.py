@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference
-from conftest import gradient_sequence, run_updates
+from problems import gradient_sequence, run_updates
 
 import jadam
 

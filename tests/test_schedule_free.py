@@ -11,8 +11,9 @@ import numpy as np
 import optax
 import optax.contrib
 import pytest
-import reference_family as ref
-from test_state_precision_training import SMALL_8BIT, train
+import reference_successors as ref
+from problems import train_regression
+from registry import SMALL_8BIT
 
 import jadam
 
@@ -102,8 +103,8 @@ def test_update_without_params_is_a_clear_error():
 
 @pytest.mark.parametrize("precision", [SMALL_8BIT, "bfloat16"], ids=["8bit", "bfloat16"])
 def test_low_precision_second_moment_follows_float32(precision):
-    _, _, losses32 = train(jadam.schedule_free_adamw(3e-3))
-    _, state, losses = train(jadam.schedule_free_adamw(3e-3, state_precision=precision))
+    _, _, losses32 = train_regression(jadam.schedule_free_adamw(3e-3))
+    _, state, losses = train_regression(jadam.schedule_free_adamw(3e-3, state_precision=precision))
     rms_state = state.base_optimizer_state[0]
     if precision is SMALL_8BIT:
         assert rms_state.nu["w"].dtype == jnp.uint8 and state.z["w"].dtype == jnp.float32

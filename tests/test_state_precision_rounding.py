@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from registry import FLOAT16
 
 import jadam
 from jadam import _precision
@@ -138,21 +139,13 @@ FP16_SEQUENCES = {
     "zeros": [0.0, 0.0, 0.0],
 }
 
-FP16_OPTIMIZERS = {
-    "adam": lambda eps: jadam.adam(1e-3, eps=eps),
-    "adam-no-bias-correction": lambda eps: jadam.adam(1e-3, eps=eps, bias_correction=False),
-    "adam-fp16-stochastic": lambda eps: jadam.adam(1e-3, eps=eps, state_precision="float16"),
-    "adamax": lambda eps: jadam.adamax(1e-3, eps=eps),
-    "amsgrad": lambda eps: jadam.amsgrad(1e-3, eps=eps),
-}
-
 
 @pytest.mark.parametrize("sequence", sorted(FP16_SEQUENCES))
-@pytest.mark.parametrize("name", sorted(FP16_OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(FLOAT16))
 @pytest.mark.parametrize("eps", [1e-8, 0.0])
 def test_float16_never_produces_nan_or_inf(name, sequence, eps):
     """ε = 1e-8 is 0 in float16; float16 v_t underflows below 6e-8 and overflows above 65504."""
-    tx = FP16_OPTIMIZERS[name](eps)
+    tx = FLOAT16[name](eps)
     params = jnp.zeros(3, jnp.float16)
     state = tx.init(params)
     update = jax.jit(tx.update)

@@ -11,67 +11,25 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from problems import regression, train_regression
+from registry import LOW_PRECISION, SMALL_8BIT
 
 import jadam
 from jadam import _quantization
 
-SMALL_8BIT = jadam.Blockwise8bit(block_size=64, min_size=256)
-
-
-def regression():
-    """A fixed teacher-student regression: tanh(X·W), 64 inputs, 32 outputs."""
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((256, 64)), jnp.float32)
-    w_true = jnp.asarray(rng.standard_normal((64, 32)) / 8, jnp.float32)
-    y = jnp.tanh(x @ w_true)
-
-    def loss(params):
-        return jnp.mean((jnp.tanh(x @ params["w"] + params["b"]) - y) ** 2)
-
-    return loss, {"w": jnp.zeros((64, 32)), "b": jnp.zeros(32)}
-
-
-def train(tx, steps: int = 300):
-    loss, params = regression()
-
-    @jax.jit
-    def run(params):
-        def step(carry, _):
-            params, state = carry
-            value, grads = jax.value_and_grad(loss)(params)
-            updates, state = tx.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), value
-
-        (params, state), losses = jax.lax.scan(step, (params, tx.init(params)), None, steps)
-        return params, state, losses
-
-    return run(params)
-
-
-OPTIMIZERS = {
-    "adam": lambda precision: jadam.adam(3e-3, state_precision=precision),
-    "adamw": lambda precision: jadam.adamw(3e-3, weight_decay=1e-2, state_precision=precision),
-    "adamax": lambda precision: jadam.adamax(6e-3, state_precision=precision),
-    "amsgrad": lambda precision: jadam.amsgrad(3e-3, state_precision=precision),
-    "radam": lambda precision: jadam.radam(3e-3, state_precision=precision),
-    "adabelief": lambda precision: jadam.adabelief(3e-3, state_precision=precision),
-    "yogi": lambda precision: jadam.yogi(3e-3, state_precision=precision),
-}
-
 
 @functools.cache
 def train_float32(name: str):
-    params, _, losses = train(OPTIMIZERS[name](None))
+    params, _, losses = train_regression(LOW_PRECISION[name](None))
     return params, losses
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(LOW_PRECISION))
 @pytest.mark.parametrize("precision", [SMALL_8BIT, "bfloat16"], ids=["8bit", "bfloat16"])
 def test_low_precision_state_follows_float32(name, precision):
     params32, losses32 = train_float32(name)
-    params_low, state, losses_low = train(OPTIMIZERS[name](precision))
+    params_low, state, losses_low = train_regression(LOW_PRECISION[name](precision))
     if precision is SMALL_8BIT:
         assert state[0].mu["w"].dtype == jnp.uint8  # 2048 ≥ min_size: packed 8-bit leaf
         assert state[0].mu["b"].dtype == jnp.float32  # 32 < min_size
@@ -120,7 +78,7 @@ def test_checkpoint_round_trip_with_flax_serialization(precision):
     from flax import serialization
 
     tx = jadam.adam(1e-2, state_precision=precision)
-    _, state, _ = train(tx, steps=5)
+    _, state, _ = train_regression(tx, steps=5)
     restored = serialization.from_bytes(tx.init(regression()[1]), serialization.to_bytes(state))
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
@@ -132,7 +90,7 @@ def test_checkpoint_round_trip_with_orbax(tmp_path):
     import orbax.checkpoint as ocp
 
     tx = jadam.adam(1e-2, state_precision=SMALL_8BIT)
-    _, state, _ = train(tx, steps=5)
+    _, state, _ = train_regression(tx, steps=5)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(tmp_path / "state", state)
         checkpointer.wait_until_finished()

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.util
 import numbers
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -31,6 +29,7 @@ import numpy as np
 from absl import flags
 
 from jadam.experiments import optimizers
+from jadam.experiments.config_lib import load_config_file
 
 
 class ConfigError(ValueError):
@@ -418,18 +417,44 @@ def check_config(config: Any) -> None:
         check_figure_config(figures[name], f"config.figures.{name}")
 
 
+# ----------------------------------------------------------------------------- against the data
+# These need the data set (its size) or the run being built, so the runner calls them at run time.
+def check_fits_training_set(key: str, value: int, train_size: int) -> None:
+    """``config.<key>`` (``num_train`` or ``batch_size``) is at most the training set size."""
+    if value > train_size:
+        raise ConfigError(
+            f"config.{key}: expected at most {train_size} (the training set size), found {value}"
+        )
+
+
+def check_step_count(config: Any, num_steps: int, steps_per_epoch: int) -> None:
+    """The last step number (plus one logged chunk) fits in int32, the device's step type."""
+    if num_steps + config.log_every >= 2**31:
+        most = (2**31 - 2 * config.log_every) // steps_per_epoch
+        raise ConfigError(
+            f"config.num_epochs: expected at most {most} epochs of {steps_per_epoch} steps "
+            f"(step numbers are int32), found {config.num_epochs}"
+        )
+
+
+def check_sfo_run(config: Any, where: str, model_config: Mapping[str, Any]) -> None:
+    """An SFO run (``where``: its optimizer's path): one device, no skipping of bad steps, and a
+    deterministic cost (one fixed fᵢ per mini-batch: no dropout, no sampled latent)."""
+    if config.get("max_consecutive_bad_steps", 0) or config.get("mesh", ""):
+        raise ConfigError(
+            f"{where}.name: 'sfo' runs on one device and skips non-finite evaluations "
+            "itself; set config.mesh='' and config.max_consecutive_bad_steps=0"
+        )
+    noisy = [k for k in ("input_dropout", "hidden_dropout") if model_config.get(k, 0)]
+    if noisy or config.model.kind == "vae":
+        raise ConfigError(
+            f"{where}.name: 'sfo' needs a deterministic cost (the same fᵢ at every "
+            f"evaluation), found {config.model.kind!r} with {noisy or 'a sampled latent'}; "
+            "set the dropout rates to 0 for this run"
+        )
+
+
 # ----------------------------------------------------------------------------- command line
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Loads ``path.py[:arg]`` the way ``--config=`` does (``get_config(arg)``)."""
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("jadam_config_file", Path(path))
-    if module_spec is None:
-        raise ConfigError(f"--config: expected a Python config file, found {spec!r}")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
-
-
 def unknown_override(config: Any, argv: list[str], name: str = "config") -> str | None:
     """The first ``--config.a.b=v`` in ``argv`` naming a key ``config`` lacks, explained."""
     for arg in argv:

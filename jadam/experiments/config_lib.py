@@ -1,6 +1,10 @@
-"""Building blocks for the figure configs in configs/: the shared fields and one run entry."""
+"""Building blocks for the figure configs in configs/: the shared fields, one run entry, the
+smoke variant, and the one loader of config files (``path.py[:arg]``)."""
 
+import importlib.util
 import math
+from pathlib import Path
+from types import ModuleType
 
 import ml_collections
 
@@ -63,6 +67,35 @@ def run(
     )
 
 
+def check_arg(figure: str, arg: str, allowed: tuple[str, ...] = ("", "smoke")) -> None:
+    """Raises ``ValueError`` unless ``arg`` (after ``path.py:``) is one of ``allowed``.
+
+    >>> check_arg("fig2_mlp", "tiny")
+    Traceback (most recent call last):
+    ...
+    ValueError: fig2_mlp: unknown config argument 'tiny'; expected '' or 'smoke'
+    """
+    if arg not in allowed:
+        expected = " or ".join(map(repr, allowed)) if len(allowed) == 2 else repr(allowed)
+        raise ValueError(f"{figure}: unknown config argument {arg!r}; expected {expected}")
+
+
+def make_smoke(
+    config: ml_collections.ConfigDict,
+    sizes: tuple[int, int, int] = (512, 200, 64),
+    steps: tuple[int, int, int, int] = (3, 4, 8, 8),
+    *,
+    keep_search: bool = False,
+) -> None:
+    """Makes ``config`` its tiny test variant: ``sizes`` = (num_train, num_test, batch_size),
+    ``steps`` = (num_epochs, log_every, eval_every, checkpoint_every); a search group becomes
+    a two-point grid unless ``keep_search``."""
+    if "search" in config and not keep_search:
+        config.search = search((0.01, 0.1), max_extensions=1)
+    config.num_train, config.num_test, config.batch_size = sizes
+    config.num_epochs, config.log_every, config.eval_every, config.checkpoint_every = steps
+
+
 def ladder(low: float, high: float) -> tuple[float, ...]:
     """The learning rates 1·10^k and 3·10^k from ``low`` to ``high`` (a half-decade grid).
 
@@ -100,3 +133,28 @@ def search(
             "span": span,
         }
     )
+
+
+def load_config_module(path: str | Path) -> ModuleType:
+    """The Python config file at ``path`` as a module (its ``get_config`` and helpers)."""
+    path = Path(path)
+    module_spec = importlib.util.spec_from_file_location(f"jadam_config_{path.stem}", path)
+    if module_spec is None:
+        from jadam.experiments.config_check import ConfigError  # config_check imports this module.
+
+        raise ConfigError(f"--config: expected a Python config file, found {str(path)!r}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def load_config_file(spec: str | Path) -> ml_collections.ConfigDict:
+    """Loads ``path.py[:arg]`` the way ``--config=`` does: ``get_config(arg)`` of that file."""
+    path, _, arg = str(spec).partition(":")
+    module = load_config_module(path)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def sibling_config(config_file: str, name: str, arg: str = "") -> ml_collections.ConfigDict:
+    """``get_config(arg)`` of ``configs/<name>.py`` beside ``config_file`` (a config's __file__)."""
+    return load_config_file(f"{Path(config_file).with_name(name + '.py')}:{arg}")

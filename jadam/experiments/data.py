@@ -130,7 +130,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def _find(directory: Path, stem: str) -> Path | None:
+def find_data_file(directory: Path, stem: str) -> Path | None:
+    """``directory/stem`` or ``directory/stem.gz``, whichever is a file; ``None`` if neither."""
     for name in (stem, stem + ".gz"):
         if (directory / name).is_file():
             return directory / name
@@ -158,7 +159,7 @@ def load_mnist_idx(data_dir: str | os.PathLike) -> Dataset:
     directory = Path(data_dir)
     if not directory.is_dir():
         raise FileNotFoundError(f"data_dir {str(directory)!r} is not a directory")
-    found = {key: _find(directory, stem) for key, stem in MNIST_FILES.items()}
+    found = {key: find_data_file(directory, stem) for key, stem in MNIST_FILES.items()}
     if found["test_images"] is None or found["test_labels"] is None:
         raise FileNotFoundError(
             f"no MNIST test files in {str(directory)!r}: expected "

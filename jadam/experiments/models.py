@@ -2,15 +2,19 @@
 
 Every classifier maps a batch of inputs to logits and takes ``rngs`` (an ``nnx.Rngs`` with a
 ``dropout`` stream) when training; ``rngs=None`` means evaluation (no dropout). The VAE's
-``__call__`` returns the per-example negative ELBO.
+``__call__`` returns the per-example negative ELBO. :func:`build_model` makes the model a config
+names (``config.model.kind``, one of :data:`MODELS`) for a data set.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -151,3 +155,71 @@ class VAE(nnx.Module):
         )
         kl = 0.5 * jnp.sum(jnp.exp(log_var) + mean**2 - 1.0 - log_var, axis=-1)
         return reconstruction + kl
+
+
+# ----------------------------------------------------------------------------- registry
+def _logistic_regression(config: Mapping[str, Any], dataset: Any, rngs: nnx.Rngs) -> nnx.Module:
+    return LogisticRegression(
+        _in_features(dataset), dataset.num_classes, input_dropout=config["input_dropout"], rngs=rngs
+    )
+
+
+def _mlp(config: Mapping[str, Any], dataset: Any, rngs: nnx.Rngs) -> nnx.Module:
+    return MLP(
+        _in_features(dataset),
+        tuple(config["hidden"]),
+        dataset.num_classes,
+        input_dropout=config["input_dropout"],
+        hidden_dropout=config["hidden_dropout"],
+        rngs=rngs,
+    )
+
+
+def _cnn(config: Mapping[str, Any], dataset: Any, rngs: nnx.Rngs) -> nnx.Module:
+    return CNN(
+        dataset.train_x.shape[-1],
+        tuple(config["channels"]),
+        config["hidden"],
+        dataset.num_classes,
+        input_dropout=config["input_dropout"],
+        hidden_dropout=config["hidden_dropout"],
+        image_size=dataset.train_x.shape[1],
+        rngs=rngs,
+    )
+
+
+def _vae(config: Mapping[str, Any], dataset: Any, rngs: nnx.Rngs) -> nnx.Module:
+    return VAE(_in_features(dataset), config["hidden"], config["latent"], rngs=rngs)
+
+
+def _in_features(dataset: Any) -> int:
+    return int(np.prod(dataset.train_x.shape[1:]))
+
+
+# Model kind → builder(model config, data set, rngs); ``config.model.kind`` names one of them.
+MODELS: dict[str, Callable[[Mapping[str, Any], Any, nnx.Rngs], nnx.Module]] = {
+    "logreg": _logistic_regression,
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "vae": _vae,
+}
+
+
+def build_model(model_config: Mapping[str, Any], dataset: Any, seed: int) -> nnx.Module:
+    """The model named by ``model_config["kind"]``, sized for ``dataset``, initialised by ``seed``.
+
+    ``dataset`` is a :class:`jadam.experiments.data.Dataset` (its input shape and class count).
+
+    Raises:
+      ValueError: the kind is not one of :data:`MODELS`.
+
+    Example:
+      >>> build_model({"kind": "rnn"}, None, 0)
+      Traceback (most recent call last):
+      ...
+      ValueError: model.kind: expected one of ['cnn', 'logreg', 'mlp', 'vae'], found 'rnn'
+    """
+    kind = model_config["kind"]
+    if kind not in MODELS:
+        raise ValueError(f"model.kind: expected one of {sorted(MODELS)}, found {kind!r}")
+    return MODELS[kind](model_config, dataset, nnx.Rngs(params=seed))

@@ -11,8 +11,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from problems import train
-from test_variants_anchors import train_torch
+from problems import train, train_torch
 
 import jadam
 

@@ -1,4 +1,4 @@
-"""RAdam, AdaBelief, Yogi, LAMB, NAdamW, AdamaxW against reference_family.py, in float64."""
+"""RAdam, AdaBelief, Yogi, LAMB, NAdamW, AdamaxW against reference_successors.py, in float64."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import reference_family as ref
-from conftest import gradient_sequence, run_updates
+import reference_successors as ref
+from problems import gradient_sequence, run_updates
 
 import jadam
 

@@ -1,4 +1,4 @@
-"""Paper variants (issue 6) against the NumPy float64 transcriptions in reference_variants.py."""
+"""Paper variants of Adam against the NumPy float64 transcriptions in reference_adam_variants.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import reference_variants as ref
-from conftest import gradient_sequence, run_updates
+import reference_adam_variants as ref
+from problems import gradient_sequence, run_updates
 
 import jadam
 

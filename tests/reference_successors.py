@@ -1,4 +1,4 @@
-"""NumPy float64 transcriptions of the Adam family's later members (issue 16). Never imports jadam.
+"""NumPy float64 transcriptions of the Adam family's later members. Never imports jadam.
 
 Written from each paper's algorithm box, one step at a time. The stateless-in-θ members take
 gradients of shape (T, ...) and return the T updates Δ_t (θ_t = θ_{t−1} + Δ_t); the members whose
@@ -10,6 +10,7 @@ the parameters after each step.
 from __future__ import annotations
 
 import numpy as np
+from reference import adam_moments
 
 
 def radam(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=0.0, *, threshold=4.0, eps_hat=False):
@@ -17,14 +18,9 @@ def radam(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=0.0, *, threshold=4.0, eps_ha
 
     eps_hat=False: l_t = 1/(√v̂_t + ε); True: l_t = √(1−β2^t)/(√v_t + ε) (the authors' code).
     """
-    grads = np.asarray(grads, np.float64)
-    m = np.zeros(grads.shape[1:])
-    v = np.zeros(grads.shape[1:])
     rho_inf = 2 / (1 - b2) - 1
     out = []
-    for t, g in enumerate(grads, start=1):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g**2
+    for t, _, m, v in adam_moments(grads, b1, b2):
         m_hat = m / (1 - b1**t)
         rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
         if rho_t > threshold:
@@ -88,14 +84,9 @@ def lamb(grads, theta0, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0
     r_t = m̂/(√v̂ + ε); x^(i) −= η·‖x^(i)‖/‖r^(i) + λx^(i)‖·(r^(i) + λx^(i)); ratio 1 where a
     norm is 0. Returns θ_1..θ_T.
     """
-    grads = np.asarray(grads, np.float64)
     theta = np.array(theta0, np.float64)
-    m = np.zeros_like(theta)
-    v = np.zeros_like(theta)
     out = []
-    for t, g in enumerate(grads, start=1):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g**2
+    for t, _, m, v in adam_moments(grads, b1, b2):
         r = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
         step = r + weight_decay * theta
         new = theta.copy()
@@ -112,14 +103,9 @@ def lamb(grads, theta0, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0
 def nadamw(grads, theta0, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4):
     """optax's NAdamW: m̄_t = β1·m_t/(1−β1^{t+1}) + (1−β1)·g_t/(1−β1^t),
     θ_t = θ_{t−1} − α·(m̄_t/(√v̂_t + ε) + λ·θ_{t−1}) (Dozat 2016 + Loshchilov & Hutter 2019)."""
-    grads = np.asarray(grads, np.float64)
     theta = np.array(theta0, np.float64)
-    m = np.zeros_like(theta)
-    v = np.zeros_like(theta)
     out = []
-    for t, g in enumerate(grads, start=1):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g**2
+    for t, g, m, v in adam_moments(grads, b1, b2):
         m_bar = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
         theta = theta - alpha * (m_bar / (np.sqrt(v / (1 - b2**t)) + eps) + weight_decay * theta)
         out.append(theta)
@@ -167,15 +153,10 @@ def ademamix(grads, alpha_lr=1e-3, b1=0.9, b2=0.999, b3=0.9999, alpha=5.0, eps=1
     m1 ← β1·m1 + (1−β1)g, m2 ← β3·m2 + (1−β3)g, ν ← β2·ν + (1−β2)g²,
     θ ← θ − η·(m1/(1−β1^t) + α·m2) / (√(ν/(1−β2^t)) + ε).
     """
-    grads = np.asarray(grads, np.float64)
-    m1 = np.zeros(grads.shape[1:])
-    m2 = np.zeros(grads.shape[1:])
-    nu = np.zeros(grads.shape[1:])
+    m2 = np.zeros(np.shape(grads)[1:])
     out = []
-    for t, g in enumerate(grads, start=1):
-        m1 = b1 * m1 + (1 - b1) * g
+    for t, g, m1, nu in adam_moments(grads, b1, b2):
         m2 = b3 * m2 + (1 - b3) * g
-        nu = b2 * nu + (1 - b2) * g * g
         m1_hat = m1 / (1 - b1**t)
         nu_hat = nu / (1 - b2**t)
         out.append(-alpha_lr * (m1_hat + alpha * m2) / (np.sqrt(nu_hat) + eps))

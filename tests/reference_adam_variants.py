@@ -1,4 +1,4 @@
-"""NumPy float64 transcriptions of the paper variants (issue 6). Never imports jadam.
+"""NumPy float64 transcriptions of the paper variants. Never imports jadam.
 
 Each function takes gradients of shape (T, ...) and returns the T updates Δ_t (θ_t = θ_{t−1} + Δ_t).
 Written from the papers and the anchors' documented formulas, step by step, without vectorizing
@@ -8,6 +8,7 @@ over time.
 from __future__ import annotations
 
 import numpy as np
+from reference import adam_moments
 
 
 def adam(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8, *, eps_form="algorithm1", b1_decay=None):
@@ -54,14 +55,9 @@ def keras_amsgrad(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-7):
 
 def amsgrad(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8, *, variant="max_of_corrected"):
     """The three AMSGrads: optax's (max of v̂), torch's (max of v, then correct), Reddi's."""
-    grads = np.asarray(grads, np.float64)
-    m = np.zeros(grads.shape[1:])
-    v = np.zeros(grads.shape[1:])
-    v_max = np.zeros(grads.shape[1:])
+    v_max = np.zeros(np.shape(grads)[1:])
     out = []
-    for t, g in enumerate(grads, start=1):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+    for t, _, m, v in adam_moments(grads, b1, b2):
         if variant == "max_of_corrected":
             v_max = np.maximum(v_max, v / (1 - b2**t))
             out.append(-alpha * (m / (1 - b1**t)) / (np.sqrt(v_max) + eps))
@@ -79,17 +75,12 @@ def amsgrad(grads, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8, *, variant="max_of_co
 
 def nadam_scheduled(grads, alpha=2e-3, b1=0.9, b2=0.999, eps=1e-8, momentum_decay=0.004):
     """Dozat's NAdam with μ_t = β1(1 − ½·0.96^(tψ)), as torch's NAdam documents it."""
-    grads = np.asarray(grads, np.float64)
-    m = np.zeros(grads.shape[1:])
-    v = np.zeros(grads.shape[1:])
     mu_product = 1.0
     out = []
-    for t, g in enumerate(grads, start=1):
+    for t, g, m, v in adam_moments(grads, b1, b2):
         mu_t = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
         mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
         mu_product *= mu_t
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
         denom = np.sqrt(v / (1 - b2**t)) + eps
         step = (1 - mu_t) / (1 - mu_product) * g + mu_next / (1 - mu_product * mu_next) * m
         out.append(-alpha * step / denom)

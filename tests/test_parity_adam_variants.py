@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from problems import make_problem, train
+from problems import torch_float64, train, train_torch
 
 import jadam
 
@@ -20,30 +18,8 @@ TIGHT = {"rtol": 1e-12, "atol": 1e-12}
 STEPS = 50  # training steps per comparison
 
 
-@contextlib.contextmanager
-def torch_float64():
-    """torch keeps scalar state (NAdam's μ-product, step) in the default dtype."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-def train_torch(make_optimizer, steps: int = STEPS, seed: int = 0):
-    params, grad_fn = make_problem(seed)
-    tensors = {
-        k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()
-    }
-    with torch_float64():
-        optimizer = make_optimizer(list(tensors.values()))
-        for _ in range(steps):
-            grads = grad_fn({k: t.detach().numpy() for k, t in tensors.items()})
-            for k, t in tensors.items():
-                t.grad = torch.tensor(grads[k], dtype=torch.float64)
-            optimizer.step()
-    return {k: t.detach().numpy() for k, t in tensors.items()}
+def run_torch(make_optimizer):
+    return train_torch(make_optimizer, steps=STEPS)
 
 
 def train_jax(tx):
@@ -57,7 +33,7 @@ def test_amsgrad_max_of_corrected_matches_optax(x64):
 
 def test_amsgrad_max_of_raw_matches_torch(x64):
     ours = train_jax(jadam.amsgrad(1e-2, variant="max_of_raw"))
-    theirs = train_torch(lambda p: torch.optim.Adam(p, lr=1e-2, amsgrad=True))
+    theirs = run_torch(lambda p: torch.optim.Adam(p, lr=1e-2, amsgrad=True))
     chex.assert_trees_all_close(ours, theirs, **TIGHT)
 
 
@@ -75,14 +51,14 @@ def test_nadam_constant_b1_matches_optax(x64):
 @pytest.mark.parametrize("momentum_decay", [0.004, 0.1])
 def test_nadam_momentum_schedule_matches_torch(x64, momentum_decay):
     ours = train_jax(jadam.nadam(1e-2, momentum_decay=momentum_decay))
-    theirs = train_torch(lambda p: torch.optim.NAdam(p, lr=1e-2, momentum_decay=momentum_decay))
+    theirs = run_torch(lambda p: torch.optim.NAdam(p, lr=1e-2, momentum_decay=momentum_decay))
     chex.assert_trees_all_close(ours, theirs, **TIGHT)
 
 
 def test_nadam_keras_schedule_is_torch_formula_with_unit_decay(x64):
     """Keras's Nadam uses μ_t = β1(1 − ½·0.96^t): torch's formula with momentum_decay = 1."""
     ours = train_jax(jadam.nadam(1e-2, eps=1e-7, momentum_decay=1.0))
-    theirs = train_torch(lambda p: torch.optim.NAdam(p, lr=1e-2, eps=1e-7, momentum_decay=1.0))
+    theirs = run_torch(lambda p: torch.optim.NAdam(p, lr=1e-2, eps=1e-7, momentum_decay=1.0))
     chex.assert_trees_all_close(ours, theirs, **TIGHT)
 
 
