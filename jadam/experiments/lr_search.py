@@ -98,7 +98,7 @@ def families(config: ml_collections.ConfigDict) -> list[Family]:
         if wanted:
             if not (set(run_ids) & set(wanted) or optimizer.name in by_optimizer):
                 continue
-        elif optimizer.name == "adadelta":
+        elif optimizer.name in ("adadelta", "sfo"):  # Fixed scale 1; SFO: no α to search.
             continue
         selected.append(
             Family(
