@@ -323,8 +323,13 @@ def _check_search(path: str, search: Any, runs: Any) -> None:
             raise ConfigError(
                 f"{path}.runs: unknown run or optimizer {name!r} in {search['runs']!r}; "
                 f"expected comma-separated names from the runs {known} or the optimizers "
-                f"{names_of_optimizers} ('' = all but AdaDelta); there is no "
+                f"{names_of_optimizers} ('' = all but AdaDelta and SFO); there is no "
                 f"{runs_path}.{name}{hint}"
+            )
+        if name == "sfo" or (name in known and runs[name]["optimizer"]["name"] == "sfo"):
+            raise ConfigError(
+                f"{path}.runs: {name!r} runs SFO, which has no learning rate α to search "
+                "(its step is the minimum of its quadratic models); leave it out"
             )
 
 
