@@ -1,7 +1,7 @@
 """Optimizer-state precision: Adam with float32, bfloat16 and 8-bit moments (issue 7).
 
-Trains Figure 2's MLP (configs/fig2_mlp.py: same network, dropout, data, epochs and Adam
-α = 3e-3, β = (0.9, 0.999), ε = 1e-8) three times, changing only ``state_precision`` of the runs:
+Trains Figure 2's MLP (configs/fig2_mlp.py: same network, dropout, data, epochs and Adam's
+searched α, β = (0.9, 0.999), ε = 1e-8) three times, changing only ``state_precision`` of the runs:
 "float32" (8 bytes of state per parameter), "bfloat16" (stochastic rounding, 4) and "8bit"
 (block-wise quantized, about 2). The legend gives each run's state bytes per parameter; the loss
 on the whole training set (evaluation mode, no dropout) is logged as ``train_set_loss``.
@@ -35,7 +35,7 @@ def get_config(arg: str = ""):
         config = sibling_config(__file__, "fig2_mlp", size)
         adam = config.runs.adam.optimizer
         config.figure = "fig2_state_precision"
-        config.plot.title = "Figure 2's MLP: Adam (α=3e-3) by optimizer-state precision"
+        config.plot.title = f"Figure 2's MLP: Adam (α={adam.learning_rate:g}) by state precision"
     config.eval_train_set = True
     config.plot.legend_state_bytes = True
     config.runs = ml_collections.ConfigDict()

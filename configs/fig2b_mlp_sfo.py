@@ -68,9 +68,7 @@ def get_config(arg: str = ""):
     config.runs.sfo = run("sfo", 1.0, hessian_init=1e3)
     # SFO's step is the minimum of its quadratic models (learning_rate 1 is the method): not
     # searched by α; AdaDelta keeps Zeiler's fixed scale 1.
-    config.search = search(
-        ladder(1e-4, 1.0), momenta=(0.9, 0.99), runs="adam,adagrad,rmsprop,sgd_nesterov", span=1
-    )
+    config.search = search(ladder(1e-4, 1.0), momenta=(0.9, 0.99), span=1)
     if arg == "smoke":
         config.model.hidden = (64, 64)
         make_smoke(config, steps=(3, 8, 8, 8), keep_search=True)

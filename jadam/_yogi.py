@@ -92,12 +92,16 @@ def scale_by_yogi(
         if moments.storage is None:
             fill = lambda x: x + jnp.asarray(initial_accumulator_value).astype(x.dtype)  # noqa: E731
             return state._replace(mu=map_leaves(fill, state.mu), nu=map_leaves(fill, state.nu))
-        # encode the initial values into the stored form
-        full = map_leaves(
-            lambda x: x + jnp.asarray(initial_accumulator_value, x.dtype),
-            zeros_like(params, jnp.float32),
-        )
-        mu, nu = moments.write((full, full), state.count)
+
+        # encode the initial values into the stored form; one tree per moment, so that leaves
+        # a storage keeps as they are (8-bit leaves below min_size) get buffers of their own
+        def filled():
+            return map_leaves(
+                lambda x: x + jnp.asarray(initial_accumulator_value, x.dtype),
+                zeros_like(params, jnp.float32),
+            )
+
+        mu, nu = moments.write((filled(), filled()), state.count)
         return ScaleByAdamState(count=state.count, mu=mu, nu=nu)
 
     def yogi_moment(updates, mu, nu):

@@ -7,11 +7,13 @@
 - ``save_and_restore_orbax``: an orbax checkpoint round trip.
 - ``gradient_sequence`` / ``run_updates``: fixed gradient sequences fed to a transform under jit,
   for the comparisons with the NumPy transcriptions (reference*.py).
+- ``figure_config``: a figure config of configs/ (its smoke variant by default), for the runner.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -187,3 +189,14 @@ def save_and_restore_orbax(path, tree, like):
     restored = checkpointer.restore(path, like)
     checkpointer.close()
     return restored
+
+
+def figure_config(name: str, arg: str = "smoke"):
+    """configs/<name>.py loaded with ``arg`` (progress bars off), as the runner's tests use it."""
+    from jadam.experiments.config_lib import load_config_file
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config_file(f"{root / 'configs' / name}.py:{arg}")
+    if "progress" in config:
+        config.progress = False
+    return config

@@ -58,16 +58,9 @@ def test_no_retrace_and_stable_state(name):
     chex.assert_trees_all_equal_shapes_and_dtypes(state0, state1, state2)
 
 
-# Known bug, reported to the lead: yogi's init writes one float array as both m_0 and v_0, and
-# 8-bit storage keeps the leaves below min_size as they are, so m and v share a buffer and a
-# donated update fails. Strict: this test fails as soon as the bug is fixed (remove the mark).
-SHARED_BUFFER_BUG = pytest.mark.xfail(strict=True, reason="yogi 8-bit init shares m_0 and v_0")
-
-
 @pytest.mark.parametrize(
     "name",
-    NAMES
-    + [pytest.param(n, marks=SHARED_BUFFER_BUG) if n == "yogi_8bit" else n for n in VARIANT_NAMES],
+    NAMES + VARIANT_NAMES,
 )
 def test_init_gives_every_state_leaf_its_own_buffer(name):
     """Donating a state whose leaves share a buffer fails ("donate the same buffer twice")."""

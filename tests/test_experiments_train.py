@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import pytest
 
 pytest.importorskip("flax")
+from problems import figure_config
+
 from jadam.experiments import checkpoints, config_check, models, optimizers, plots, train
-from jadam.experiments.config_lib import load_config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = tuple(sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "paper"))
@@ -38,20 +39,13 @@ SUMMARY_KEYS = {
 }
 
 
-def get_config(name: str, arg: str = "smoke"):
-    config = load_config_file(f"{ROOT / 'configs' / name}.py:{arg}")
-    if "progress" in config:
-        config.progress = False
-    return config
-
-
 def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def small_config(seed: int = 0):
     """Figure 2's smoke variant with two of its optimizers (dropout, so the noise keys matter)."""
-    config = get_config("fig2_mlp")
+    config = figure_config("fig2_mlp")
     for run_id in list(config.runs):
         if run_id not in ("adam", "sgd_nesterov"):
             del config.runs[run_id]
@@ -61,7 +55,7 @@ def small_config(seed: int = 0):
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_smoke_config_runs_and_loss_goes_down(name, tmp_path):
-    config = get_config(name)
+    config = figure_config(name)
     rows = train.train_and_evaluate(config, tmp_path)
     records = lines(tmp_path / "metrics.jsonl")
     assert {r["run"] for r in records} == set(config.runs)
@@ -128,7 +122,7 @@ def test_resume_after_interruption_gives_same_metrics(tmp_path, monkeypatch):
 
 
 def test_workdir_of_other_config_is_refused(tmp_path):
-    config = get_config("fig1_logreg_mnist")
+    config = figure_config("fig1_logreg_mnist")
     checkpoints.check_workdir(config, tmp_path)
     checkpoints.check_workdir(config, tmp_path)  # Same config: resuming is fine.
     config.num_epochs = 4
@@ -160,14 +154,14 @@ def test_workdir_of_other_config_is_refused(tmp_path):
     ],
 )
 def test_invalid_config_values(tmp_path, field, value, message):
-    config = get_config("fig1_logreg_mnist")
+    config = figure_config("fig1_logreg_mnist")
     config[field] = value
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         train.train_and_evaluate(config, tmp_path)
 
 
 def test_unknown_optimizer_and_hyperparameter(tmp_path):
-    config = get_config("fig1_logreg_mnist")
+    config = figure_config("fig1_logreg_mnist")
     config.runs.adam.optimizer.name = "adamm"
     with pytest.raises(
         ValueError,
@@ -175,7 +169,7 @@ def test_unknown_optimizer_and_hyperparameter(tmp_path):
         r"found 'adamm'",
     ):
         train.train_and_evaluate(config, tmp_path)
-    config = get_config("fig1_logreg_mnist")
+    config = figure_config("fig1_logreg_mnist")
     config.runs.adam.optimizer.hparams.b2 = 1.0
     with pytest.raises(
         ValueError,
@@ -191,7 +185,7 @@ def test_unknown_optimizer_and_hyperparameter(tmp_path):
 
 
 def test_unknown_figure_name(tmp_path):
-    config = get_config("paper")
+    config = figure_config("paper")
     config.only = "fig1_logreg_mnist,fig9"
     with pytest.raises(
         ValueError,
@@ -200,7 +194,7 @@ def test_unknown_figure_name(tmp_path):
     ):
         train.train_and_evaluate(config, tmp_path)
     with pytest.raises(ValueError, match="unknown config argument 'tiny'"):
-        get_config("fig2_mlp", "tiny")
+        figure_config("fig2_mlp", "tiny")
 
 
 def test_unknown_model_kind_is_a_clear_error():
@@ -247,7 +241,7 @@ def test_command_line(tmp_path):
 
 def test_state_precision_config_trains_float32_bfloat16_and_8bit_state(tmp_path):
     """The smoke run of fig2_state_precision: labels, bytes per parameter, whole-set losses."""
-    config = get_config("fig2_state_precision")
+    config = figure_config("fig2_state_precision")
     rows = {
         row["run"].removeprefix("adam_"): row
         for row in train.train_and_evaluate(config, tmp_path / "run")
@@ -269,11 +263,11 @@ def test_state_precision_config_trains_float32_bfloat16_and_8bit_state(tmp_path)
 
 @pytest.mark.parametrize("arg", ["", "smoke", "vae", "vae_smoke"])
 def test_state_precision_config_variants_are_valid(arg):
-    config = get_config("fig2_state_precision", arg)
+    config = figure_config("fig2_state_precision", arg)
     config_check.check_figure_config(config)
     assert sorted(config.runs) == ["adam_8bit", "adam_bfloat16", "adam_float32"]
     size = "smoke" if arg.endswith("smoke") else ""
-    reference = get_config("fig4_vae_bias_correction" if "vae" in arg else "fig2_mlp", size)
+    reference = figure_config("fig4_vae_bias_correction" if "vae" in arg else "fig2_mlp", size)
     assert config.model == reference.model and config.num_epochs == reference.num_epochs
     assert config.runs.adam_8bit.optimizer.state_precision == "8bit"
 
@@ -288,7 +282,7 @@ def test_state_precision_switch_builds_jadam_state(precision):
 
 
 def test_invalid_state_precision_is_a_clear_error(tmp_path):
-    config = get_config("fig2_mlp")
+    config = figure_config("fig2_mlp")
     config.runs.adam.optimizer.state_precision = "int4"
     with pytest.raises(
         ValueError,
@@ -305,14 +299,14 @@ def test_invalid_state_precision_is_a_clear_error(tmp_path):
     ):
         optimizers.build({"name": "adagrad", "learning_rate": 0.1, "state_precision": "8bit"})
     with pytest.raises(ValueError, match="unknown config argument 'tiny'"):
-        get_config("fig2_state_precision", "tiny")
+        figure_config("fig2_state_precision", "tiny")
 
 
 def test_plot_title_stays_inside_the_figure_for_a_long_data_path(tmp_path):
     """A 300-character data_dir in the data label is wrapped/shortened, not cut off."""
     import matplotlib.pyplot as plt
 
-    config = get_config("fig2b_mlp_sfo")
+    config = figure_config("fig2b_mlp_sfo")
     label = f"mnist (idx files in {'/very/long/path' * 20}; 60000 train / 10000 test)"
     assert len(label) > 300
     records = [

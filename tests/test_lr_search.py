@@ -156,6 +156,14 @@ def test_bad_search_input_is_a_clear_error(edit, message, tmp_path):
     assert not (tmp_path / "trials").exists()  # refused before anything trained
 
 
+@pytest.mark.parametrize("runs", ["sfo", "adam,sfo"])
+def test_searching_sfo_is_a_clear_error(runs, tmp_path):
+    config = config_lib.load_config_file(str(ROOT / "configs" / "fig2b_mlp_sfo.py:smoke"))
+    config.search.runs = runs
+    with pytest.raises(config_check.ConfigError, match=r"'sfo' runs SFO, which has no learning"):
+        lr_search.search(config, tmp_path, progress=False)
+
+
 def test_config_without_search_or_paper_config_is_refused(tmp_path):
     config = smoke_config()
     del config["search"]

@@ -14,7 +14,7 @@ from multidevice import driver, needs_8_devices, run_module_on_8_devices
 
 pytest.importorskip("flax")
 import jax
-from test_experiments_train import get_config
+from problems import figure_config
 
 from jadam.experiments import train
 
@@ -28,7 +28,7 @@ def test_on_8_host_devices():
 
 
 def _smoke(runs=("adam",)):
-    config = get_config("fig2_mlp")
+    config = figure_config("fig2_mlp")
     for name in list(config.runs):
         if name not in runs:
             del config.runs[name]

@@ -319,10 +319,17 @@ def _check_search(path: str, search: Any, runs: Any) -> None:
         if name not in known and name not in names_of_optimizers:
             close = difflib.get_close_matches(name, [*known, *optimizers.OPTIMIZERS], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            runs_path = path.rsplit(".", 1)[0] + ".runs"  # Named: the run may have been deleted.
             raise ConfigError(
                 f"{path}.runs: unknown run or optimizer {name!r} in {search['runs']!r}; "
                 f"expected comma-separated names from the runs {known} or the optimizers "
-                f"{names_of_optimizers} ('' = all but AdaDelta){hint}"
+                f"{names_of_optimizers} ('' = all but AdaDelta and SFO); there is no "
+                f"{runs_path}.{name}{hint}"
+            )
+        if name == "sfo" or (name in known and runs[name]["optimizer"]["name"] == "sfo"):
+            raise ConfigError(
+                f"{path}.runs: {name!r} runs SFO, which has no learning rate α to search "
+                "(its step is the minimum of its quadratic models); leave it out"
             )
 
 

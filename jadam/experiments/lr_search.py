@@ -21,7 +21,8 @@ does this for one figure config, driven by its ``search`` group:
   is repeated at each momentum and the best pair wins; ``()`` keeps the config's momentum.
 * ``search.runs``: comma-separated run names (``adam``: that run) or optimizer names
   (``adagrad`` where no run has that name: all of its runs) to search; ``""`` searches
-  every run except AdaDelta, whose α is the fixed scale 1 of Zeiler (2012). Runs that differ
+  every run except AdaDelta, whose α is the fixed scale 1 of Zeiler (2012), and SFO, which has
+  no α (naming an SFO run is an error). Runs that differ
   only in α (Figure 4's grid) are searched once, as one family.
 
 Writes ``lr_search.json`` (every trial and the chosen values), ``lr_search.md`` (the same as
@@ -98,7 +99,7 @@ def families(config: ml_collections.ConfigDict) -> list[Family]:
         if wanted:
             if not (set(run_ids) & set(wanted) or optimizer.name in by_optimizer):
                 continue
-        elif optimizer.name == "adadelta":
+        elif optimizer.name in ("adadelta", "sfo"):  # Fixed scale 1; SFO: no α to search.
             continue
         selected.append(
             Family(
