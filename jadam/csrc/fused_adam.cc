@@ -417,13 +417,15 @@ JADAM_ALWAYS_INLINE inline void BlockRangeInOrder(const float* __restrict x, siz
 // fixed order, all others take 32 independent lanes (GCC vectorizes neither: it sees
 // reductions it may not reorder; hence vector-extension values, two SSE or one AVX register
 // each).
-template <bool kSigned>
+// kWide: 8-float vectors (AVX builds); else 4-float ones (SSE2 splits 8-float ones badly).
+template <bool kSigned, bool kWide>
 JADAM_ALWAYS_INLINE inline float BlockScale(const float* __restrict x, size_t count, bool padded) {
   float h, l;
 #if defined(__GNUC__) || defined(__clang__)
-  typedef float Lanes __attribute__((vector_size(32)));
-  typedef int32_t LaneMask __attribute__((vector_size(32)));
-  constexpr int kAccumulators = 4;
+  constexpr int kWidth = kWide ? 8 : 4;
+  typedef float Lanes __attribute__((vector_size(4 * kWidth)));
+  typedef int32_t LaneMask __attribute__((vector_size(4 * kWidth)));
+  constexpr int kAccumulators = 32 / kWidth;
   Lanes hi[kAccumulators], lo[kAccumulators];
   LaneMask nan[kAccumulators];
   for (int a = 0; a < kAccumulators; ++a) {
@@ -432,10 +434,10 @@ JADAM_ALWAYS_INLINE inline float BlockScale(const float* __restrict x, size_t co
     nan[a] = LaneMask{};
   }
   size_t j = 0;
-  for (; j + 8 * kAccumulators <= count; j += 8 * kAccumulators) {
+  for (; j + kWidth * kAccumulators <= count; j += kWidth * kAccumulators) {
     for (int a = 0; a < kAccumulators; ++a) {
       Lanes v;
-      std::memcpy(&v, x + j + 8 * a, sizeof(v));
+      std::memcpy(&v, x + j + kWidth * a, sizeof(v));
       const LaneMask keep_hi = hi[a] > v;
       hi[a] = (Lanes)((keep_hi & (LaneMask)hi[a]) | (~keep_hi & (LaneMask)v));
       if constexpr (kSigned) {
@@ -454,15 +456,15 @@ JADAM_ALWAYS_INLINE inline float BlockScale(const float* __restrict x, size_t co
       nan[a] |= nan[a + step];
     }
   }
-  float hi_lanes[8], lo_lanes[8];
-  int32_t nan_lanes[8];
+  float hi_lanes[kWidth], lo_lanes[kWidth];
+  int32_t nan_lanes[kWidth];
   std::memcpy(hi_lanes, &hi[0], sizeof(hi_lanes));
   std::memcpy(lo_lanes, &lo[0], sizeof(lo_lanes));
   std::memcpy(nan_lanes, &nan[0], sizeof(nan_lanes));
   h = hi_lanes[0];
   l = lo_lanes[0];
   int32_t any_nan = nan_lanes[0];
-  for (int k = 1; k < 8; ++k) {
+  for (int k = 1; k < kWidth; ++k) {
     h = h > hi_lanes[k] ? h : hi_lanes[k];
     l = l < lo_lanes[k] ? l : lo_lanes[k];
     any_nan |= nan_lanes[k];
@@ -518,8 +520,9 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
       new_m[j] = x.m;
       new_v[j] = x.v;
     }
-    const float m_scale = BlockScale<true>(new_m, count, count < block);
-    const float v_scale = BlockScale<false>(new_v, count, count < block);
+    // kFma is set exactly in the AVX2 / AVX-512 variants: there 8-float vectors.
+    const float m_scale = BlockScale<true, kFma>(new_m, count, count < block);
+    const float v_scale = BlockScale<false, kFma>(new_v, count, count < block);
     const float m_encode = LargestCode<true>() / (m_scale > 0.0f ? m_scale : 1.0f);
     const float v_encode = LargestCode<false>() / (v_scale > 0.0f ? v_scale : 1.0f);
     const float resolution = kSmallestCode * v_scale;
