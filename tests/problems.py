@@ -5,6 +5,7 @@
 - ``regression`` / ``train_regression``: a teacher-student regression for low-precision state.
 - ``tiny_params`` / ``tiny_grads`` / ``run_steps``: a two-leaf tree for the contract suite.
 - ``save_and_restore_orbax``: an orbax checkpoint round trip.
+- ``raw_bits`` / ``assert_bitwise_equal``: trees compared bit for bit (NaN, −0.0 included).
 - ``gradient_sequence`` / ``run_updates``: fixed gradient sequences fed to a transform under jit,
   for the comparisons with the NumPy transcriptions (reference*.py).
 - ``figure_config``: a figure config of configs/ (its smoke variant by default), for the runner.
@@ -200,3 +201,16 @@ def figure_config(name: str, arg: str = "smoke"):
     if "progress" in config:
         config.progress = False
     return config
+
+
+def raw_bits(tree):
+    """Each leaf as (dtype, shape, raw bytes): equal means bit for bit (NaN, −0.0 included)."""
+    return jax.tree.map(
+        lambda x: (np.asarray(x).dtype.str, np.shape(x), np.asarray(x).tobytes()), tree
+    )
+
+
+def assert_bitwise_equal(ours, theirs):
+    """Same tree structure and every leaf equal bit for bit."""
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    assert raw_bits(ours) == raw_bits(theirs)

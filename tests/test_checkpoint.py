@@ -15,7 +15,7 @@ from flax import serialization
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 from multidevice import driver, needs_8_devices, run_module_on_8_devices
-from problems import save_and_restore_orbax
+from problems import assert_bitwise_equal, save_and_restore_orbax
 
 import jadam
 
@@ -69,18 +69,6 @@ def _train(tx, params, state, steps, start=0):
     return params, state
 
 
-def _bits(tree):
-    """Each leaf as (dtype, shape, raw bytes): equal means bit for bit (NaN, −0.0 included)."""
-    return jax.tree.map(
-        lambda x: (np.asarray(x).dtype.str, np.shape(x), np.asarray(x).tobytes()), tree
-    )
-
-
-def _assert_same(restored, original):
-    assert jax.tree.structure(restored) == jax.tree.structure(original)
-    assert _bits(restored) == _bits(original)
-
-
 @pytest.mark.parametrize(("name", "dtype"), CASES)
 def test_orbax_round_trip_is_exact_and_training_continues_identically(tmp_path, name, dtype):
     tx = TRANSFORMS[name]()
@@ -88,8 +76,10 @@ def test_orbax_round_trip_is_exact_and_training_continues_identically(tmp_path, 
     params, state = _train(tx, params, tx.init(params), steps=3)
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     restored = save_and_restore_orbax(tmp_path / "state", state, target)
-    _assert_same(restored, state)
-    _assert_same(_train(tx, params, restored, 2, start=3), _train(tx, params, state, 2, start=3))
+    assert_bitwise_equal(restored, state)
+    assert_bitwise_equal(
+        _train(tx, params, restored, 2, start=3), _train(tx, params, state, 2, start=3)
+    )
 
 
 @pytest.mark.parametrize(("name", "dtype"), CASES)
@@ -98,9 +88,9 @@ def test_flax_serialization_round_trip_is_exact(name, dtype):
     params = _params(PARAM_DTYPES[dtype])
     params, state = _train(tx, params, tx.init(params), steps=3)
     restored = serialization.from_bytes(tx.init(params), serialization.to_bytes(state))
-    _assert_same(restored, state)
+    assert_bitwise_equal(restored, state)
     state_dict = serialization.to_state_dict(state)
-    _assert_same(serialization.from_state_dict(tx.init(params), state_dict), state)
+    assert_bitwise_equal(serialization.from_state_dict(tx.init(params), state_dict), state)
 
 
 def test_flax_serialization_rejects_a_state_of_another_optimizer():
@@ -144,7 +134,7 @@ def test_sharded_state_restores_exactly_onto_a_different_mesh(tmp_path, name, ze
     params_b = _mesh_params(mesh_b, P("x"), P())
     target = _target_on(tx, params_b)
     restored = save_and_restore_orbax(tmp_path / "state", state, target)
-    _assert_same(jax.device_get(restored), jax.device_get(state))
+    assert_bitwise_equal(jax.device_get(restored), jax.device_get(state))
     for leaf, want in zip(jax.tree.leaves(restored), jax.tree.leaves(target), strict=True):
         assert leaf.sharding.is_equivalent_to(want.sharding, leaf.ndim)
     moments = [leaf for leaf in jax.tree.leaves(restored) if leaf.shape == (8, 8)]
@@ -153,7 +143,7 @@ def test_sharded_state_restores_exactly_onto_a_different_mesh(tmp_path, name, ze
     # flax.serialization gathers to the host; device_put places the result on any mesh.
     host = serialization.from_bytes(tx.init(_params_like(params_b)), serialization.to_bytes(state))
     placed = jax.device_put(host, jax.tree.map(lambda t: t.sharding, target))
-    _assert_same(jax.device_get(placed), jax.device_get(state))
+    assert_bitwise_equal(jax.device_get(placed), jax.device_get(state))
 
 
 def _params_like(params):

@@ -22,6 +22,7 @@ import pytest
 from flax import linen, nnx
 from flax.linen.fp8_ops import OVERWRITE_WITH_GRADIENT
 from flax.training import train_state
+from problems import assert_bitwise_equal
 
 import jadam
 import jadam.flax
@@ -60,18 +61,6 @@ TRANSFORMS = {
 }
 # Kernels for low-precision state may round a few elements differently from XLA's pure path.
 LOW_PRECISION = ("fused adam bfloat16", "fused adam 8bit")
-
-
-def _bits(tree):
-    """Each leaf as (dtype, shape, raw bytes): equal means bit for bit."""
-    return jax.tree.map(
-        lambda x: (np.asarray(x).dtype.str, np.shape(x), np.asarray(x).tobytes()), tree
-    )
-
-
-def _assert_bitwise_equal(ours, theirs):
-    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
-    assert _bits(ours) == _bits(theirs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +122,7 @@ def _assert_same_training(name, ours, theirs):
     assert int(step) == int(ref_step) == STEPS
     assert jax.tree.structure(opt_state) == jax.tree.structure(ref_opt_state)
     if not name.startswith("fused"):
-        _assert_bitwise_equal((params, opt_state), (ref_params, ref_opt_state))
+        assert_bitwise_equal((params, opt_state), (ref_params, ref_opt_state))
     elif name in LOW_PRECISION:  # stored moments: compare what they mean through the params
         chex.assert_trees_all_close(params, ref_params, rtol=1e-5, atol=1e-6)
     else:
@@ -167,7 +156,7 @@ def test_nnx_optimizer_is_exactly_the_one_pass(name):
         grads = nnx.as_pure(_nnx_grads(model))
         params, state = step(params, grads, state)
         nnx.update(model, params)
-    _assert_bitwise_equal(ours[:2], (params, state))
+    assert_bitwise_equal(ours[:2], (params, state))
 
 
 def test_nnx_whole_jitted_steps_agree_to_rounding():
@@ -230,7 +219,7 @@ def test_nnx_wrt_filter_updates_only_the_selected_variables():
     out_before = np.array(model.out.kernel[...])
     grads = nnx.grad(_loss, argnums=nnx.DiffState(0, wrt))(model)
     nnx.jit(lambda m, o, g: o.update(m, g))(model, optimizer, grads)
-    _assert_bitwise_equal(nnx.as_pure(nnx.state(model.hidden)), hidden_before)
+    assert_bitwise_equal(nnx.as_pure(nnx.state(model.hidden)), hidden_before)
     assert not np.array_equal(model.out.kernel[...], out_before)
 
 
@@ -268,7 +257,7 @@ def test_nnx_checkpoint_round_trip_resumes_identically(tmp_path):
     nnx.update((restored_model, restored_optimizer), restored)
     resumed = _nnx_run(restored_model, restored_optimizer, 2)
     uninterrupted = _nnx_run(model, optimizer, 2)
-    _assert_bitwise_equal(_nnx_result(*resumed), _nnx_result(*uninterrupted))
+    assert_bitwise_equal(_nnx_result(*resumed), _nnx_result(*uninterrupted))
     assert int(resumed[1].step[...]) == 4
 
 
@@ -325,7 +314,7 @@ def test_train_state_is_exactly_the_one_pass(name):
     for _ in range(STEPS):
         grads = _linen_loss_grads(reference.replace(params=params))
         params, state = step(params, grads, state)
-    _assert_bitwise_equal(ours[:2], (params, state))
+    assert_bitwise_equal(ours[:2], (params, state))
 
 
 def test_train_state_takes_the_one_pass_and_replaces_extra_fields():
@@ -347,7 +336,7 @@ def test_train_state_overwrite_with_gradient_as_flax():
         )
         for cls in (jadam.flax.TrainState, train_state.TrainState)
     ]
-    _assert_bitwise_equal(*[(r.params, r.opt_state) for r in results])
+    assert_bitwise_equal(*[(r.params, r.opt_state) for r in results])
 
 
 def test_train_state_checkpoint_round_trip_resumes_identically(tmp_path):
@@ -360,7 +349,7 @@ def test_train_state_checkpoint_round_trip_resumes_identically(tmp_path):
     restored = checkpointer.restore(tmp_path / "ckpt", target)
     checkpointer.close()
     resumed, uninterrupted = _linen_train(restored, 2), _linen_train(state, 2)
-    _assert_bitwise_equal(
+    assert_bitwise_equal(
         (resumed.step, resumed.params, resumed.opt_state),
         (uninterrupted.step, uninterrupted.params, uninterrupted.opt_state),
     )
