@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ from jadam import _kernel, _packed, _primitives, _storage, _validation
 from jadam import _kernel_reference as reference
 from jadam._packed import PackedAdamState
 from jadam._precision import StochasticRounding
+from jadam._family import MomentStep
 from jadam._quantization import Blockwise8bit
 from jadam._spec import StepSpec
 
@@ -160,19 +161,42 @@ def _check_moment(name: str, path: str, stored: Any, grad: Any, storage: Any) ->
 # The executor.
 
 
+class UpdateFromMoments(NamedTuple):
+    """The pure path's update from new moments: ``direction(spec, updates, moment_step)`` (the
+    scaling's lines after the moments) and ``tail``, chain([decayed weights,] −learning rate)
+    with the state of the pure chain's elements after the scaling."""
+
+    direction: Callable[[StepSpec, Any, MomentStep], Any]
+    tail: optax.GradientTransformation
+
+
 class KernelExecutor:
     """Runs a :class:`StepSpec` with ``moments`` through the kernel, or ``pure`` where it cannot.
 
     ``pure`` is the unfused alias (chain of the scaling, [weight decay,] learning rate) built
     from the same spec; its state layout is the executor's, except that ``init`` packs float32
     and 16-bit moments into one vector each (:class:`jadam.PackedAdamState`) on one CPU device.
+
+    Kernel modes: ``apply_gradients`` writes θ, m and v in one pass. ``update`` with float32
+    moments (and ``from_moments`` given) runs the moments-only mode: the kernel writes m and v
+    in place, and XLA computes the updates from them with ``from_moments`` (the pure path's own
+    code, so the same bits), which fuses into ``optax.apply_updates``; no buffer is written for
+    the updates, so a gradient that is a non-donated argument of the jitted step is not copied.
+    ``update`` with 16-bit or 8-bit moments writes the updates over the gradients' buffers
+    (free when the gradients are computed inside the jitted step; a copy when they are a
+    non-donated argument).
     """
 
     def __init__(
-        self, spec: StepSpec, moments: _storage.Moments, pure: optax.GradientTransformation
+        self,
+        spec: StepSpec,
+        moments: _storage.Moments,
+        pure: optax.GradientTransformation,
+        from_moments: UpdateFromMoments | None = None,
     ):
         check_supported(spec, moments)
         self.spec, self.moments, self.pure = spec, moments, pure
+        self.from_moments = from_moments
         self.storage = moments.storage
         self.algorithm = _kernel.ADAM if spec.algorithm == "adam" else _kernel.ADAMAX
         self.has_decay = spec.weight_decay is not None and not (
@@ -288,11 +312,15 @@ class KernelExecutor:
                 warn_fallback(reason)
             return self._pure(grads, state, params, apply)
         mu, nu = self._moment_lists(grads_all, scale_state, treedef, packed)
+        moments_only = not apply and self.from_moments is not None and self.storage is None
         flags = self._decay_flags(params, len(g_leaves))
+        if moments_only:  # the decay is XLA's, after the kernel
+            flags, p_leaves = (False,) * len(g_leaves), []
         kinds = [_kind(self.storage, jnp.dtype(m.dtype)) for m in mu]
         plan = _kernel.StepPlan(
             algorithm=self.algorithm,
             apply=apply,
+            moments_only=moments_only,
             safe=self.safe,
             packed=packed,
             leaves=tuple(
@@ -317,9 +345,7 @@ class KernelExecutor:
             out, mu, nu = _kernel.step_function(plan, warn_fallback)(
                 scalars, p_leaves, g_leaves, mu, nu
             )
-        return self._assemble(treedef, grads_all, index, out, mu, nu, count, state, packed)
 
-    def _assemble(self, treedef, grads_all, index, out, mu, nu, count, state, packed):
         def tree(values):
             full = list(grads_all)  # None where the gradient is None
             for i, x in zip(index, values, strict=True):
@@ -330,10 +356,21 @@ class KernelExecutor:
             scale_state = PackedAdamState(count=count, mu=mu[0], nu=nu[0])
         else:
             scale_state = state[0]._replace(count=count, mu=tree(mu), nu=tree(nu))
+        if moments_only:
+            if packed:
+                mu, nu = _packed.unpack(mu[0], g_leaves), _packed.unpack(nu[0], g_leaves)
+            return self._updates_from_moments(grads, state, params, scale_state, tree(mu), tree(nu))
         lr_state = state[-1]
         if callable(self.spec.learning_rate):
             lr_state = lr_state._replace(count=optax.safe_increment(lr_state.count))
         return tree(out), (scale_state, *state[1:-1], lr_state)
+
+    def _updates_from_moments(self, grads, state, params, scale_state, mu, nu):
+        """The updates from the kernel's new float32 moments, by the pure path's own code."""
+        step = MomentStep(scale_state.count, mu, nu, stored_mu=mu, stored_nu=nu)
+        direction = self.from_moments.direction(self.spec, grads, step)
+        updates, tail_state = self.from_moments.tail.update(direction, tuple(state[1:]), params)
+        return updates, (scale_state, *tail_state)
 
     def _pure(self, grads: Any, state: Any, params: Any, apply: bool) -> tuple[Any, Any]:
         updates, state = self.pure.update(grads, state, params)
@@ -407,10 +444,18 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
 
 
 def fused_transformation(
-    spec: StepSpec, moments: _storage.Moments, pure: optax.GradientTransformation
+    spec: StepSpec,
+    moments: _storage.Moments,
+    pure: optax.GradientTransformation,
+    from_moments: UpdateFromMoments | None = None,
 ) -> FusedTransformation:
-    """The fused twin of ``pure`` (the unfused alias built from ``spec`` and ``moments``)."""
-    executor = KernelExecutor(spec, moments, pure)
+    """The fused twin of ``pure`` (the unfused alias built from ``spec`` and ``moments``).
+
+    ``from_moments``: how ``pure`` turns new moments into updates, for ``update``'s
+    moments-only kernel mode (see :class:`KernelExecutor`); None: ``update`` writes the
+    updates over the gradients.
+    """
+    executor = KernelExecutor(spec, moments, pure, from_moments)
     return FusedTransformation(executor.init, executor.update)
 
 

@@ -3,7 +3,9 @@
 ``jadam/csrc/fused_adam.cc`` is a C++ XLA FFI handler built at install time. One custom call
 updates a group of leaves in one pass: it decodes each leaf's stored moments (float32,
 stochastically rounded bfloat16/float16, or block-wise 8-bit), updates them, encodes them with
-the pure path's dither and writes the step, in place on aliased buffers. This module turns flat
+the pure path's dither and writes the step, in place on aliased buffers: the new parameters
+(apply mode), the update over the gradient's buffer (transform mode), or nothing but the float32
+moments (moments-only mode, where XLA computes the update). This module turns flat
 lists of leaves into such calls (per-leaf moments, or moments packed in one vector each) and
 gives the call pure-JAX rules for ``jax.vmap`` and differentiation
 (:mod:`jadam._kernel_reference`).
@@ -102,7 +104,12 @@ class LeafPlan:
 
 @dataclasses.dataclass(frozen=True)
 class StepPlan:
-    """Everything static about one fused step (hashable: it keys the compiled step)."""
+    """Everything static about one fused step (hashable: it keys the compiled step).
+
+    ``apply``: write the new parameters; else, unless ``moments_only``, the updates (over the
+    gradients). ``moments_only`` (float32 moments, no weight decay in the kernel): write m and
+    v alone; the caller computes the update from them.
+    """
 
     algorithm: int
     apply: bool
@@ -110,6 +117,7 @@ class StepPlan:
     packed: bool
     leaves: tuple[LeafPlan, ...]
     storage: Any  # the StochasticRounding / Blockwise8bit object, or None (float32)
+    moments_only: bool = False
 
     def seed(self) -> int:
         return getattr(self.storage, "seed", 0)
@@ -173,13 +181,17 @@ def _call(plan, scalars, params, grads, mu, nu, offset, leaves):
     """One custom call over ``leaves``; mu/nu are one buffer per leaf, or one packed buffer.
 
     Outputs alias params (apply mode) or the gradients (transform mode: the updates are
-    written over them), and mu and nu.
+    written over them), then mu and nu; moments-only mode has mu and nu alone.
     """
     n, k = len(grads), len(mu)
     decay = any(x.decay for x in leaves)
     like = lambda xs: [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in xs]  # noqa: E731
-    result_shapes = [*like(grads), *like(mu), *like(nu)]
-    if plan.apply:  # operands: scalars, p, g, m, v; results: p, m, v
+    written = 0 if plan.moments_only else n
+    result_shapes = [*like(grads[:written]), *like(mu), *like(nu)]
+    if plan.moments_only:  # operands: scalars, g, m, v; results: m, v
+        operands = (scalars, *grads, *mu, *nu)
+        aliases = {1 + n + i: i for i in range(2 * k)}
+    elif plan.apply:  # operands: scalars, p, g, m, v; results: p, m, v
         operands = (scalars, *params, *grads, *mu, *nu)
         aliases = {1 + i: i for i in range(n)}
         aliases |= {1 + 2 * n + i: n + i for i in range(2 * k)}
@@ -191,12 +203,14 @@ def _call(plan, scalars, params, grads, mu, nu, offset, leaves):
         *operands,
         algorithm=np.int32(plan.algorithm),
         apply=np.int32(plan.apply),
+        moments_only=np.int32(plan.moments_only),
         safe_divide=np.int32(plan.safe),
         packed=np.int32(plan.packed),
         offset=np.int64(offset),
         leaf_info=leaf_info(plan, leaves),
     )
-    return list(results[:n]), list(results[n : n + k]), list(results[n + k :])
+    results = list(results)
+    return results[:written], results[written : written + k], results[written + k :]
 
 
 def _groups(n: int, per_call: int) -> list[tuple[int, int]]:
@@ -263,7 +277,7 @@ def _impl(*flat, plan, sizes, on_fallback):
 def _abstract_eval(*flat, plan, sizes, on_fallback):
     del on_fallback
     _, params, grads, mu, nu = (flat[0], *_split(flat[1:], sizes))
-    written = params if plan.apply else grads
+    written = params if plan.apply else [] if plan.moments_only else grads
     return [jax.core.ShapedArray(x.shape, x.dtype) for x in (*written, *mu, *nu)]
 
 
@@ -302,7 +316,8 @@ def step_function(plan: StepPlan, on_fallback):
 
     ``on_fallback(reason)`` is called (at trace time) when a rule replaces the kernel.
     Arguments: (scalars, params, grads, mu, nu), each of the last four a list of arrays
-    (packed mu/nu: a list of one vector); results: (written, mu, nu), three lists.
+    (packed mu/nu: a list of one vector); results: (written, mu, nu), three lists (written:
+    new params, updates, or empty with ``plan.moments_only``).
     """
 
     def step(scalars, params, grads, mu, nu):

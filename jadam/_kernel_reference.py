@@ -95,6 +95,7 @@ def step(plan, scalars, params, grads, mu, nu):
         outputs.append(out)
         new_mu.append(m)
         new_nu.append(v)
+    outputs = [] if plan.moments_only else outputs
     if plan.packed:
         return outputs, [_pack(new_mu, mu[0])], [_pack(new_nu, nu[0])]
     return outputs, new_mu, new_nu

@@ -5,7 +5,9 @@
 // infinity norm u) and, when needed, the parameter p once; decodes the moments to float32,
 // updates them, encodes them back and writes either the new parameter (apply mode) or the
 // update (transform mode, written over the gradient's buffer) in the same pass. Outputs alias
-// inputs (`input_output_aliases` on donated buffers), so the step runs in place.
+// inputs (`input_output_aliases` on donated buffers), so the step runs in place. In moments-only
+// mode (`moments_only`, float32 moments) it writes m and v alone and XLA computes the update
+// from them (see MomentsRange).
 //
 // Moments are stored per leaf as one of (see jadam/_storage.py, _precision.py, _quantization.py):
 //   float32;
@@ -555,6 +557,52 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
 }
 
 // ------------------------------------------------------------------------------------------
+// Moments-only mode, float32 moments: m and v in place and nothing else (20 bytes per value).
+// The update is then XLA's, from the new m and v with the pure path's expressions, so it fuses
+// into optax.apply_updates' sum and needs no buffer of its own (`g` is read only here).
+
+template <int32_t kAlgo, bool kFma>
+JADAM_ALWAYS_INLINE inline void MomentsBody(const Leaf& leaf, size_t begin, size_t end,
+                                            const Coefficients& coefficients) {
+  const Coefficients c = coefficients;  // see Body
+  const float* __restrict g = leaf.g + begin;
+  float* __restrict m = static_cast<float*>(leaf.m) + begin;
+  float* __restrict v = static_cast<float*>(leaf.v) + begin;
+  for (size_t j = 0; j < end - begin; ++j) {
+    const NewMoments x = UpdateMoments<kAlgo, kFma>(g[j], m[j], v[j], c);
+    m[j] = x.m;
+    v[j] = x.v;
+  }
+}
+
+template <int32_t kAlgo>
+void MomentsRangeBase(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
+  MomentsBody<kAlgo, false>(leaf, begin, end, c);
+}
+
+#if JADAM_X86_DISPATCH
+template <int32_t kAlgo>
+__attribute__((target("avx2,fma"))) void MomentsRangeAvx2(const Leaf& leaf, size_t begin,
+                                                          size_t end, const Coefficients& c) {
+  MomentsBody<kAlgo, true>(leaf, begin, end, c);
+}
+#endif
+
+template <int32_t kAlgo>
+RangeFn SelectMomentsRange() {
+#if JADAM_X86_DISPATCH
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return &MomentsRangeAvx2<kAlgo>;
+  }
+#endif
+  return &MomentsRangeBase<kAlgo>;
+}
+
+RangeFn MomentsRange(int32_t algorithm) {
+  return algorithm == kAdam ? SelectMomentsRange<kAdam>() : SelectMomentsRange<kAdamax>();
+}
+
+// ------------------------------------------------------------------------------------------
 // Selection of the compiled loop: algorithm, mode, weight decay, safe division, storage, and
 // the ISA (baseline, AVX2 with FMA — what XLA emits on such a CPU — or AVX-512 for the
 // compute-bound 16-bit and 8-bit kinds, chosen at run time).
@@ -747,8 +795,8 @@ size_t StoredBytes(int kind, size_t size, size_t block) {
 
 ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
                          ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t algorithm,
-                         int32_t apply, int32_t safe_divide, int32_t packed, int64_t offset,
-                         ffi::Span<const int64_t> leaf_info) {
+                         int32_t apply, int32_t moments_only, int32_t safe_divide,
+                         int32_t packed, int64_t offset, ffi::Span<const int64_t> leaf_info) {
   if (scalars.element_count() != kNumScalars) return Invalid("wrong number of scalars");
   if (algorithm != kAdam && algorithm != kAdamax) return Invalid("unknown algorithm");
   if (leaf_info.size() % kInfoFields != 0) return Invalid("malformed leaf_info");
@@ -757,10 +805,13 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   for (size_t i = 0; i < n; ++i) any_decay |= leaf_info[i * kInfoFields + 2] != 0;
   // Apply mode:      args = p[n], g[n], m, v            rets = p[n], m, v
   // Transform mode:  args = g[n], m, v [, p[n]]         rets = u[n] (aliasing g), m, v
+  // Moments only:    args = g[n], m, v                  rets = m, v (float32)
   // where m and v are n buffers, or one each when packed.
+  if (moments_only && (apply || any_decay)) return Invalid("moments_only writes m and v only");
   const size_t moments = packed ? 1 : n;
   const size_t leaf_kinds = apply ? 2 : (any_decay ? 2 : 1);
-  if (args.size() != leaf_kinds * n + 2 * moments || rets.size() != n + 2 * moments ||
+  const size_t written = moments_only ? 0 : n;  // results before m
+  if (args.size() != leaf_kinds * n + 2 * moments || rets.size() != written + 2 * moments ||
       offset < 0) {
     return Invalid("operand counts do not match");
   }
@@ -806,8 +857,8 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     auto m_in = args.get<ffi::AnyBuffer>(m_arg);
     if (!m_in.has_value()) return m_in.error();
     packed_bytes = m_in->size_bytes();
-    JADAM_TRY(m, inout(m_arg, n, StoredType(kind), packed_bytes));
-    JADAM_TRY(v, inout(m_arg + 1, n + 1, StoredType(kind), packed_bytes));
+    JADAM_TRY(m, inout(m_arg, written, StoredType(kind), packed_bytes));
+    JADAM_TRY(v, inout(m_arg + 1, written + 1, StoredType(kind), packed_bytes));
     packed_m = static_cast<uint8_t*>(*m);
     packed_v = static_cast<uint8_t*>(*v);
   }
@@ -824,7 +875,13 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     if (!g_in.has_value()) return g_in.error();
     leaf.size = g_in->element_count();
     const size_t bytes = leaf.size * 4;
-    if (apply) {
+    if (moments_only) {
+      if (kind != kF32 || g_in->element_type() != ffi::DataType::F32) {
+        return Invalid("moments_only needs float32 moments and gradients");
+      }
+      leaf.g = static_cast<float*>(const_cast<void*>(g_in->untyped_data()));  // read only
+      leaf.p = nullptr;
+    } else if (apply) {
       JADAM_TRY(p, inout(i, i, ffi::DataType::F32, bytes));
       if (g_in->element_type() != ffi::DataType::F32) {
         return Invalid("a gradient's dtype does not match");
@@ -854,15 +911,16 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
       if (at * width > packed_bytes) return Invalid("leaves exceed the packed moments");
     } else {
       const size_t stored = StoredBytes(kind, leaf.size, block);
-      JADAM_TRY(m, inout(m_arg + i, n + i, StoredType(kind), stored));
-      JADAM_TRY(v, inout(m_arg + n + i, 2 * n + i, StoredType(kind), stored));
+      JADAM_TRY(m, inout(m_arg + i, written + i, StoredType(kind), stored));
+      JADAM_TRY(v, inout(m_arg + n + i, written + n + i, StoredType(kind), stored));
       leaf.m = *m;
       leaf.v = *v;
     }
     leaf.block = block;
     leaf.key_m = static_cast<uint32_t>(info[3]);
     leaf.key_v = static_cast<uint32_t>(info[4]);
-    leaf.fn = Select(algorithm, apply, decay, safe_divide, kind);
+    leaf.fn = moments_only ? MomentsRange(algorithm)
+                           : Select(algorithm, apply, decay, safe_divide, kind);
   }
 #undef JADAM_TRY
   work->Cut();
@@ -889,6 +947,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JadamFusedAdam, FusedAdamImpl,
                                   .RemainingRets()
                                   .Attr<int32_t>("algorithm")
                                   .Attr<int32_t>("apply")
+                                  .Attr<int32_t>("moments_only")
                                   .Attr<int32_t>("safe_divide")
                                   .Attr<int32_t>("packed")
                                   .Attr<int64_t>("offset")
