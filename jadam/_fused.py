@@ -29,9 +29,9 @@ import optax
 
 from jadam import _kernel, _packed, _primitives, _storage, _validation
 from jadam import _kernel_reference as reference
+from jadam._family import MomentStep
 from jadam._packed import PackedAdamState
 from jadam._precision import StochasticRounding
-from jadam._family import MomentStep
 from jadam._quantization import Blockwise8bit
 from jadam._spec import StepSpec
 
