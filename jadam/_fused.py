@@ -4,8 +4,10 @@ XLA's CPU code for Adam makes about three passes over memory per leaf and one se
 per leaf. With ``fused=True`` a C++ kernel (:mod:`jadam._kernel`) updates the leaves in one
 custom call per group: it reads g, the stored m and v (and θ) once, decodes, updates and
 encodes the moments and writes θ (or the update, over the gradient's buffer) in the same pass,
-for float32, stochastically rounded bfloat16/float16 and block-wise 8-bit moments. Results are
-the pure path's (state bit for bit, see tests/test_fused.py).
+for float32, stochastically rounded bfloat16/float16 and block-wise 8-bit moments. ``update``
+with float32 moments writes m and v alone and leaves the update to XLA, with the pure path's
+own code, so that it fuses into ``optax.apply_updates`` (see :class:`KernelExecutor`). Results
+are the pure path's (state bit for bit, see tests/test_fused.py).
 
 Three separate decisions meet here: *what* the step computes (:class:`jadam._spec.StepSpec`),
 *how* the moments are stored (:class:`jadam._storage.Moments`), and *how* it executes: the
@@ -397,8 +399,11 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
     """An optax transformation with a one-pass, in-place ``apply_gradients``.
 
     ``init`` and ``update`` behave as the unfused alias (same numbers; ``init`` may pack the
-    moments, see :class:`jadam.PackedAdamState`); ``update`` computes the updates and both
-    moments in one kernel pass and writes the updates over the gradients' buffers.
+    moments, see :class:`jadam.PackedAdamState`). ``update`` with float32 moments updates m
+    and v in place in one kernel pass and computes the updates from them with the pure path's
+    code (XLA fuses that into ``optax.apply_updates``; the updates are the pure path's bit for
+    bit); with 16-bit or 8-bit moments it computes the updates and both moments in one kernel
+    pass and writes the updates over the gradients' buffers.
     ``apply_gradients(params, grads, state) -> (new_params, new_state)`` equals ``update``
     followed by ``optax.apply_updates`` and writes θ, m and v in place: inside ``jax.jit``
     with params and state donated it moves 28 bytes per float32 parameter (float32 moments).
