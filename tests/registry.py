@@ -80,6 +80,11 @@ FUSED = {
     "adamw": lambda fused: jadam.adamw(1e-2, weight_decay=0.1, fused=fused),
     "adamax": lambda fused: jadam.adamax(1e-2, fused=fused),
     "adamax_eps0": lambda fused: jadam.adamax(1e-2, eps=0.0, fused=fused),
+    "nadam": lambda fused: jadam.nadam(1e-2, fused=fused),
+    "nadam_no_bias_correction": lambda fused: jadam.adam(
+        1e-2, nesterov=True, bias_correction=False, fused=fused
+    ),
+    "nadamw": lambda fused: jadam.nadamw(1e-2, eps=0.0, weight_decay=0.1, fused=fused),
 }
 
 PRECISIONS = {
@@ -100,6 +105,13 @@ FUSED_WITH_PRECISION = {
     ),
     "adamax": lambda fused, sp: jadam.adamax(1e-2, fused=fused, state_precision=sp),
     "adam_eps0": lambda fused, sp: jadam.adam(1e-2, eps=0.0, fused=fused, state_precision=sp),
+    "nadamw_masked": lambda fused, sp: jadam.nadamw(
+        optax.linear_schedule(1e-2, 1e-3, 4),
+        weight_decay=0.1,
+        fused=fused,
+        state_precision=sp,
+        mask=lambda p: [x.ndim > 1 for x in p],
+    ),
 }
 
 SMALL_8BIT = jadam.Blockwise8bit(block_size=64, min_size=256)
@@ -159,7 +171,7 @@ def _wrapped() -> dict:
     """The fused kernel, each state precision, skip_nonfinite and chains, over the tables above."""
     fused = {  # the other FUSED entries change only the arithmetic test_fused.py pins bit for bit
         f"fused-{name}": functools.partial(FUSED[name], True)
-        for name in ("adam", "adam_schedule", "adamw", "adamax")
+        for name in ("adam", "adam_schedule", "adamw", "adamax", "nadamw")
     }
     fused_precision = {
         f"fused-adam-{name}": functools.partial(FUSED_WITH_PRECISION["adam"], True, precision)
