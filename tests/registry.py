@@ -94,24 +94,25 @@ PRECISIONS = {
     "8bit": jadam.Blockwise8bit(block_size=64, min_size=100),  # (7,) and (3, 5) stay float32
     "8bit_nearest": jadam.Blockwise8bit(block_size=100, min_size=0, stochastic=False),
 }
+
+
+def _masked_decay(alias):
+    """``alias`` (adamw, nadamw) with a learning-rate schedule and decay on matrices only."""
+    return lambda fused, sp: alias(
+        optax.linear_schedule(1e-2, 1e-3, 4),
+        weight_decay=0.1,
+        fused=fused,
+        state_precision=sp,
+        mask=lambda p: [x.ndim > 1 for x in p],
+    )
+
+
 FUSED_WITH_PRECISION = {
     "adam": lambda fused, sp: jadam.adam(1e-2, fused=fused, state_precision=sp),
-    "adamw_masked": lambda fused, sp: jadam.adamw(
-        optax.linear_schedule(1e-2, 1e-3, 4),
-        weight_decay=0.1,
-        fused=fused,
-        state_precision=sp,
-        mask=lambda p: [x.ndim > 1 for x in p],
-    ),
+    "adamw_masked": _masked_decay(jadam.adamw),
     "adamax": lambda fused, sp: jadam.adamax(1e-2, fused=fused, state_precision=sp),
     "adam_eps0": lambda fused, sp: jadam.adam(1e-2, eps=0.0, fused=fused, state_precision=sp),
-    "nadamw_masked": lambda fused, sp: jadam.nadamw(
-        optax.linear_schedule(1e-2, 1e-3, 4),
-        weight_decay=0.1,
-        fused=fused,
-        state_precision=sp,
-        mask=lambda p: [x.ndim > 1 for x in p],
-    ),
+    "nadamw_masked": _masked_decay(jadam.nadamw),
 }
 
 SMALL_8BIT = jadam.Blockwise8bit(block_size=64, min_size=256)
