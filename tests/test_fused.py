@@ -200,12 +200,12 @@ def test_chain_with_optax_and_no_retrace():
     [
         (lambda: jadam.adam(1e-2, mu_dtype=jnp.bfloat16, fused=True), "mu_dtype"),
         (lambda: jadam.adam(1e-2, nu_dtype=jnp.float16, fused=True), "nu_dtype"),
-        (lambda: jadam.adam(1e-2, nesterov=True, fused=True), "nesterov"),
+        (lambda: jadam.nadam(1e-2, momentum_decay=0.004, fused=True), "momentum_decay"),
         (lambda: jadam.adam(1e-2, eps_form="eps_hat", fused=True), "eps_form"),
         (lambda: jadam.adam(1e-2, b1_decay=0.9, fused=True), "b1_decay"),
         (lambda: jadam.adamw(1e-2, weight_decay=lambda count: 0.1, fused=True), "weight_decay"),
     ],
-    ids=["mu_dtype", "nu_dtype", "nesterov", "eps_form", "b1_decay", "weight_decay_schedule"],
+    ids=["mu_dtype", "nu_dtype", "momentum_decay", "eps_form", "b1_decay", "weight_decay_schedule"],
 )
 def test_options_outside_the_kernel_are_refused_at_construction(make, option):
     with pytest.raises(ValueError, match=rf"fused=True does not support {option}="):
@@ -357,6 +357,28 @@ def test_packed_state_under_vmap_matches_the_unfused_step():
         u_f = jax.vmap(lambda g: fused.update(g, packed, params)[0])(grads)
     u_p = jax.vmap(lambda g: pure.update(g, state, params)[0])(grads)
     chex.assert_trees_all_close(u_f, u_p, rtol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float32", "8bit"])
+def test_nadamw_under_vmap_runs_the_transcription_and_matches_the_pure_path(precision):
+    """NAdam's direction in the jnp transcription (what replaces the kernel under vmap)."""
+    sp = PRECISIONS[precision]
+    fused, pure = (
+        jadam.nadamw(1e-2, weight_decay=0.1, fused=f, state_precision=sp) for f in (True, False)
+    )
+    shapes = [(25, 16), (7,)]
+    params = [jnp.linspace(-1, 1, 400).reshape(shapes[0]), jnp.ones(shapes[1])]
+    first, *batch = _gradients(shapes, steps=3, seed=9)  # one step, then a batch of two
+    grads = [jnp.stack(g) for g in zip(*batch, strict=True)]
+    state_f = fused.update(first, fused.init(params), params)[1]
+    state_p = pure.update(first, pure.init(params), params)[1]
+    with pytest.warns(jadam.FusedFallbackWarning, match="vmap"):
+        u_f, s_f = jax.vmap(lambda g: fused.update(g, state_f, params))(grads)
+    u_p, s_p = jax.vmap(lambda g: pure.update(g, state_p, params))(grads)
+    for i in range(2):
+        state = jax.tree.map(lambda x, i=i: x[i], s_f)
+        _assert_bitwise(fused.unpack_state(state, params), jax.tree.map(lambda x, i=i: x[i], s_p))
+    chex.assert_trees_all_close(u_f, u_p, rtol=1e-6, atol=1e-9)
 
 
 def test_packed_state_rejects_a_different_gradient_tree():
