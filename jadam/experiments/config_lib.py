@@ -45,25 +45,26 @@ def run(
     setting: str = "",
     model=None,
     state_precision: str = "float32",
+    fused: bool = False,
     **hparams,
 ) -> ml_collections.ConfigDict:
     """One run: an optimizer (``name``, α, schedule, hyperparameters) and per-run model settings.
 
     ``state_precision`` ("float32", "bfloat16" or "8bit") is how the optimizer stores its moments
-    (jadam's ``state_precision=``; Adam and AdaMax only).
+    (jadam's ``state_precision=``; Adam and AdaMax only); ``fused=True`` runs them with jadam's
+    C++ kernel (jadam's ``fused=``; the key is left out when False).
     """
+    optimizer = {
+        "name": name,
+        "learning_rate": learning_rate,
+        "schedule": schedule,
+        "state_precision": state_precision,
+        "hparams": hparams,
+    }
+    if fused:
+        optimizer["fused"] = True
     return ml_collections.ConfigDict(
-        {
-            "setting": setting,
-            "optimizer": {
-                "name": name,
-                "learning_rate": learning_rate,
-                "schedule": schedule,
-                "state_precision": state_precision,
-                "hparams": hparams,
-            },
-            "model": model or {},
-        }
+        {"setting": setting, "optimizer": optimizer, "model": model or {}}
     )
 
 
