@@ -19,16 +19,15 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from flax import linen, nnx
+from flax import nnx
 from flax.linen.fp8_ops import OVERWRITE_WITH_GRADIENT
 from flax.training import train_state
+from flax_models import MLP, LinenMLP, X, Y
 from problems import assert_bitwise_equal
 
 import jadam
 import jadam.flax
 
-X = jnp.linspace(-1.0, 1.0, 32).reshape(8, 4)
-Y = jnp.sin(X.sum(axis=1, keepdims=True))
 STEPS = 4
 
 
@@ -65,15 +64,6 @@ LOW_PRECISION = ("fused adam bfloat16", "fused adam 8bit")
 
 # ---------------------------------------------------------------------------------------------
 # NNX
-
-
-class MLP(nnx.Module):
-    def __init__(self, rngs):
-        self.hidden = nnx.Linear(4, 16, rngs=rngs)
-        self.out = nnx.Linear(16, 1, rngs=rngs)
-
-    def __call__(self, x):
-        return self.out(jax.nn.relu(self.hidden(x)))
 
 
 def _loss(model):
@@ -263,12 +253,6 @@ def test_nnx_checkpoint_round_trip_resumes_identically(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Linen
-
-
-class LinenMLP(linen.Module):
-    @linen.compact
-    def __call__(self, x):
-        return linen.Dense(1)(jax.nn.relu(linen.Dense(16)(x)))
 
 
 def _linen_state(state_class, tx):
