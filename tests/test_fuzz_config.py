@@ -385,8 +385,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         (
             "--config.runs.adam.optimizer.learnig_rate=0.1",
             "error: --config.runs.adam.optimizer.learnig_rate: unknown key; expected one of "
-            "['fused', 'hparams', 'learning_rate', 'name', 'schedule', 'state_precision'] "
-            "(did you mean 'learning_rate'?)",
+            "['hparams', 'learning_rate', 'name', 'schedule', 'state_precision'] (did you mean "
+            "'learning_rate'?)",
         ),
         (
             "--config.runs.adam.optimizer.learning_rate=nan",

@@ -52,7 +52,8 @@ def run(
 
     ``state_precision`` ("float32", "bfloat16" or "8bit") is how the optimizer stores its moments
     (jadam's ``state_precision=``; Adam and AdaMax only); ``fused=True`` runs them with jadam's
-    C++ kernel (jadam's ``fused=``; the key is left out when False).
+    C++ kernel (jadam's ``fused=``). The key is left out when False, so that configs written
+    before it existed keep their fingerprint (a workdir of theirs still resumes).
     """
     optimizer = {
         "name": name,
