@@ -593,24 +593,38 @@ def test_orbax_round_trip_mid_training_equals_the_uninterrupted_run(tmp_path):
     _assert_bitwise((resumed_params, resumed_state), (params, state))
 
 
+@pytest.mark.parametrize("path", ["update", "apply_gradients"])
 @pytest.mark.parametrize(
     ("corrupt", "match"),
     [
-        (lambda mu: [mu[0][:, :-1], mu[1]], r"mu\[0\] has shape \(10, 67\)"),
-        (lambda mu: [mu[0].astype(jnp.int8), mu[1]], r"mu\[0\] has shape .* dtype int8"),
-        (lambda mu: [mu[0], mu[1].astype(jnp.bfloat16)], r"mu\[1\] .* dtype bfloat16"),
+        (lambda s: s._replace(mu=[s.mu[0][:, :-1], s.mu[1]]), r"mu\[0\] has shape \(10, 67\)"),
+        (lambda s: s._replace(nu=[s.nu[0][:-1], s.nu[1]]), r"nu\[0\] has shape \(9, 68\)"),
+        (
+            lambda s: s._replace(mu=[s.mu[0].astype(jnp.int8), s.mu[1]]),
+            r"mu\[0\] has shape .* dtype int8",
+        ),
+        (
+            lambda s: s._replace(nu=[s.nu[0], s.nu[1].astype(jnp.bfloat16)]),
+            r"nu\[1\] .* dtype bfloat16",
+        ),
     ],
-    ids=["codes_shape", "codes_dtype", "float32_leaf_dtype"],
+    ids=["codes_shape", "codes_rows", "codes_dtype", "float32_leaf_dtype"],
 )
-def test_corrupt_8bit_state_is_refused_naming_the_leaf(corrupt, match):
+def test_corrupt_8bit_state_is_refused_naming_the_leaf(corrupt, match, path):
+    """A state leaf of the wrong shape or dtype (e.g. a checkpoint of another model or
+    precision): a ValueError naming the leaf, its shape and dtype and the expected ones."""
     tx = jadam.adam(
         1e-2, fused=True, state_precision=jadam.Blockwise8bit(block_size=64, min_size=100)
     )
     params = [jnp.ones((10, 64)), jnp.ones(7)]
     state = tx.init(params)
-    bad = (state[0]._replace(mu=corrupt(state[0].mu)), *state[1:])
-    with pytest.raises(ValueError, match=match):
-        tx.apply_gradients(params, params, bad)
+    bad = (corrupt(state[0]), *state[1:])
+    call = {
+        "update": lambda: tx.update(params, bad, params),
+        "apply_gradients": lambda: tx.apply_gradients(params, params, bad),
+    }[path]
+    with pytest.raises(ValueError, match=match + r".*stores a gradient of shape"):
+        call()
 
 
 def test_environment_fallback_warns_once_per_reason(monkeypatch):
