@@ -106,26 +106,43 @@ def metric_rows(results: dict[int, dict], seeds: list[int], metric: str) -> list
 
 def fused_rows(pure: dict[int, dict], fused: dict[int, dict], seeds: list[int]) -> list[str]:
     """Per seed and precision: both metrics of the pure path and of the kernel, the kernel's
-    relative difference, and how many of the runs' values are equal to the last logged bit."""
+    relative difference; per precision the paired difference's mean ± standard error."""
     header = " | ".join(f"{metric}: pure | fused (Δ)" for metric in METRICS)
     lines = [f"| seed | state | {header} |", "|---|---|" + "---:|" * 2 * len(METRICS)]
-    deltas, equal = [], 0
-    for seed in seeds:
+    deltas = {
+        (precision, metric): np.array(
+            [relative(fused[s][precision][metric], pure[s][precision][metric]) for s in seeds]
+        )
+        for precision in PRECISIONS
+        for metric in METRICS
+    }
+    for i, seed in enumerate(seeds):
         for precision in PRECISIONS:
             cells = []
             for metric in METRICS:
-                base, kernel = pure[seed][precision][metric], fused[seed][precision][metric]
-                deltas.append(abs(relative(kernel, base)))
-                equal += kernel == base
-                cells += [f"{base:.9g}", f"{kernel:.9g} ({relative(kernel, base):+.2g} %)"]
+                delta = deltas[precision, metric][i]
+                cells += [f"{pure[seed][precision][metric]:.9g}"]
+                cells += [f"{fused[seed][precision][metric]:.9g} ({delta:+.2g} %)"]
             lines.append(f"| {seed} | {precision} | " + " | ".join(cells) + " |")
+    n = len(seeds)
+    for precision in PRECISIONS:
+        cells = []
+        for metric in METRICS:
+            delta = deltas[precision, metric]
+            error = delta.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0
+            cells += ["—", f"{delta.mean():+.2g} % ± {error:.2g} %"]
+        lines.append(
+            f"| paired Δ: mean ± standard error | {precision} | " + " | ".join(cells) + " |"
+        )
+    values = np.concatenate(list(deltas.values()))
     return [
         "Pure path (XLA) against `fused=True` (jadam's C++ kernel), same seeds and configs; "
         "Δ: the kernel's difference relative to the pure path:",
         "",
         *lines,
         "",
-        f"{equal} of {len(deltas)} values identical; largest |Δ| {max(deltas):.2g} %.",
+        f"{int((values == 0).sum())} of {values.size} values identical; largest |Δ| "
+        f"{np.abs(values).max():.2g} %.",
         "",
     ]
 
