@@ -201,6 +201,7 @@ def nadam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = True,
+    fused: bool = False,
     nu_dtype: Any = None,
     state_precision: Any = None,
     momentum_decay: Any = None,
@@ -214,6 +215,7 @@ def nadam(
       momentum_decay: None (default): constant β1, optax's ``nadam``. A number ψ > 0: Dozat's
         momentum schedule μ_t = β1·(1 − ½·0.96^(tψ)) of :func:`jadam.scale_by_nadam`;
         ψ = 0.004 is torch's ``NAdam``, ψ = 1 is Keras's ``Nadam``.
+      fused: one pass per step with jadam's C++ kernel, as in :func:`adam` (constant β1 only).
 
     Example:
       >>> import jax.numpy as jnp
@@ -223,7 +225,9 @@ def nadam(
     """
     check_flag("nesterov", nesterov)
     if momentum_decay is not None:
-        _check_momentum_decay_options(nesterov, eps_root, nu_dtype, state_precision)
+        _check_momentum_decay_options(
+            momentum_decay, nesterov, eps_root, nu_dtype, state_precision, fused
+        )
         scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
         return with_learning_rate(learning_rate, scaling)
     return adam(
@@ -234,6 +238,7 @@ def nadam(
         eps_root,
         mu_dtype,
         nesterov=nesterov,
+        fused=fused,
         nu_dtype=nu_dtype,
         state_precision=state_precision,
     )
@@ -292,6 +297,7 @@ def nadamw(
     *,
     nesterov: bool = True,
     momentum_decay: Any = None,
+    fused: bool = False,
     nu_dtype: Any = None,
     state_precision: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -305,6 +311,7 @@ def nadamw(
       momentum_decay: None: optax's constant β1. ψ > 0: Dozat's momentum schedule, so
         ``nadamw(lr, momentum_decay=0.004, weight_decay=λ)`` is torch's
         ``NAdam(lr, weight_decay=λ, decoupled_weight_decay=True)``.
+      fused: one pass per step with jadam's C++ kernel, as in :func:`adam` (constant β1 only).
 
     Example:
       >>> import jax.numpy as jnp
@@ -324,17 +331,25 @@ def nadamw(
             weight_decay,
             mask,
             nesterov=nesterov,
+            fused=fused,
             nu_dtype=nu_dtype,
             state_precision=state_precision,
         )
-    _check_momentum_decay_options(nesterov, eps_root, nu_dtype, state_precision)
+    _check_momentum_decay_options(
+        momentum_decay, nesterov, eps_root, nu_dtype, state_precision, fused
+    )
     check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
     return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))
 
 
 def _check_momentum_decay_options(
-    nesterov: bool, eps_root: Any, nu_dtype: Any, state_precision: Any
+    momentum_decay: Any,
+    nesterov: bool,
+    eps_root: Any,
+    nu_dtype: Any,
+    state_precision: Any,
+    fused: bool,
 ) -> None:
     """The options Dozat's momentum schedule (:func:`jadam.scale_by_nadam`) cannot honour."""
     if not nesterov:
@@ -346,3 +361,9 @@ def _check_momentum_decay_options(
         raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
     if (nu_dtype, state_precision) != (None, None):
         raise ValueError("momentum_decay does not support nu_dtype or state_precision yet.")
+    check_flag("fused", fused)
+    if fused:
+        raise ValueError(
+            f"fused=True does not support momentum_decay={momentum_decay!r} (the kernel runs "
+            "NAdam with a constant β1, momentum_decay=None); use fused=False for this option."
+        )

@@ -1,4 +1,4 @@
-"""Fused Adam, AdamW and AdaMax: the whole tree in one pass per step, in place (``fused=True``).
+"""Fused Adam(W), AdaMax and NAdam(W): the whole tree in one pass per step (``fused=True``).
 
 XLA's CPU code for Adam makes about three passes over memory per leaf and one set of kernels
 per leaf. With ``fused=True`` a C++ kernel (:mod:`jadam._kernel`) updates the leaves in one
@@ -71,13 +71,11 @@ def check_supported(spec: StepSpec, moments: _storage.Moments) -> None:
         )
 
     if spec.algorithm not in ("adam", "adamax"):
-        refuse("algorithm", spec.algorithm, "Adam, AdamW and AdaMax")
+        refuse("algorithm", spec.algorithm, "Adam, AdamW, AdaMax, NAdam and NAdamW")
     if spec.eps_form != "algorithm1":
         refuse("eps_form", spec.eps_form, "eps_form='algorithm1'")
     if spec.b1_decay is not None:
         refuse("b1_decay", spec.b1_decay, "a constant β1")
-    if spec.nesterov:
-        refuse("nesterov", spec.nesterov, "plain momentum")
     if callable(spec.weight_decay):
         refuse("weight_decay", spec.weight_decay, "a constant weight decay")
     if moments.storage is None:
@@ -87,6 +85,13 @@ def check_supported(spec: StepSpec, moments: _storage.Moments) -> None:
                 refuse(
                     name, dtype, "float32 moments or state_precision='bfloat16'/'float16'/'8bit'"
                 )
+
+
+def _kernel_algorithm(spec: StepSpec) -> int:
+    """The kernel's algorithm code: AdaMax, Adam, or Adam with Dozat's Nesterov step (NAdam)."""
+    if spec.algorithm == "adamax":
+        return _kernel.ADAMAX
+    return _kernel.NADAM if spec.nesterov else _kernel.ADAM
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,7 +205,7 @@ class KernelExecutor:
         self.spec, self.moments, self.pure = spec, moments, pure
         self.from_moments = from_moments
         self.storage = moments.storage
-        self.algorithm = _kernel.ADAM if spec.algorithm == "adam" else _kernel.ADAMAX
+        self.algorithm = _kernel_algorithm(spec)
         self.has_decay = spec.weight_decay is not None and not (
             isinstance(spec.weight_decay, (int, float)) and spec.weight_decay == 0
         )

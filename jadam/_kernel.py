@@ -53,8 +53,11 @@ SCALARS = (
     "count_bits",
     "divisor",
     "half_floor",
+    "inverse_bias_correction1_next",
 )
-ADAM, ADAMAX = 0, 1
+# Algorithm codes; keep in sync with `enum Algorithm` in csrc/fused_adam.cc. NADAM is Adam's
+# moments with Dozat's Nesterov direction (jadam.nadam: scale_by_adam(nesterov=True)).
+ADAM, ADAMAX, NADAM = 0, 1, 2
 # Storage kinds of a leaf's moments; keep in sync with `enum Kind` in csrc/fused_adam.cc.
 FLOAT32, BFLOAT16, FLOAT16, BLOCKWISE8, BLOCKWISE8_NEAREST = range(5)
 _TINY_FLOAT16 = float(jnp.finfo(jnp.float16).smallest_subnormal)
@@ -165,14 +168,16 @@ def scalars(
         divisor = _primitives.one_minus_power(b2, count).astype(f32)
         bc1 = 1 / _primitives.one_minus_power(b1, count).astype(f32)
         bc2 = 1 / divisor
+        next_count = _primitives.increment(count)
+        bc1_next = 1 / _primitives.one_minus_power(b1, next_count).astype(f32)
     else:
-        divisor = bc1 = bc2 = jnp.ones([], f32)
+        divisor = bc1 = bc2 = bc1_next = jnp.ones([], f32)
     tiny = jnp.asarray(_TINY_FLOAT16, f32)
-    half_floor = jnp.sqrt(tiny / divisor) if algorithm == ADAM else tiny
+    half_floor = tiny if algorithm == ADAMAX else jnp.sqrt(tiny / divisor)
     count_bits = jax.lax.bitcast_convert_type(jnp.asarray(count).astype(jnp.uint32), f32)
     values = (
         b1, 1 - b1, b2, 1 - b2, bc1, bc2, eps, eps_root, -1 * learning_rate, weight_decay,
-        count_bits, divisor, half_floor,
+        count_bits, divisor, half_floor, bc1_next,
     )  # fmt: skip
     return jnp.stack([jnp.asarray(x, f32) for x in values])
 

@@ -1,4 +1,4 @@
-// One-pass multi-tensor Adam / AdamW / AdaMax step for XLA on CPU (jadam's `fused=True`).
+// One-pass multi-tensor Adam / AdamW / AdaMax / NAdam step for XLA on CPU (`fused=True`).
 //
 // A single XLA FFI custom call updates a group of leaves of a parameter tree: for each leaf it
 // reads the gradient g, the stored first moment m, the stored second moment v (AdaMax: the
@@ -69,10 +69,12 @@ enum Scalar : int {
   kCountBits,     // the step count t, its uint32 bits (the dither's time index)
   kDivisor,       // 1 − β2^t (1 without bias correction): the 8-bit floor's divisor
   kHalfFloor,     // the denominator floor of a float16 v: √(tiny/(1 − β2^t)), AdaMax: tiny
+  kInvBiasCorr1Next,  // 1 / (1 − β1^(t+1)) (NAdam's momentum term)
   kNumScalars,
 };
 
-enum Algorithm : int32_t { kAdam = 0, kAdamax = 1 };
+// NAdam: Adam's moments, Dozat's Nesterov direction (jadam.nadam, scale_by_adam(nesterov=True)).
+enum Algorithm : int32_t { kAdam = 0, kAdamax = 1, kNadam = 2 };
 // Storage kinds; keep in sync with jadam/_kernel.py.
 enum Kind : int { kF32 = 0, kBF16 = 1, kF16 = 2, kQ8 = 3 };
 constexpr size_t kInfoFields = 5;  // kind, block, decay, key_m, key_v
@@ -80,6 +82,7 @@ constexpr size_t kInfoFields = 5;  // kind, block, decay, key_m, key_v
 struct Coefficients {
   float b1, omb1, b2, omb2, ibc1, ibc2, eps, eps_root, neg_lr, wd, divisor, half_floor;
   uint32_t count;
+  float ibc1_next;
 };
 
 // One leaf. In transform mode `g` is the output buffer of the update: it holds the gradient
@@ -238,7 +241,7 @@ template <int32_t kAlgo, bool kFma>
 JADAM_ALWAYS_INLINE inline NewMoments UpdateMoments(float g, float m, float v,
                                                     const Coefficients& c) {
   const float mi = MulAdd<kFma>(m, c.b1, g * c.omb1);
-  if constexpr (kAlgo == kAdam) {
+  if constexpr (kAlgo != kAdamax) {
     return {mi, MulAdd<kFma>(v, c.b2, (g * g) * c.omb2)};
   } else {
     return {mi, NanMax(v * c.b2, std::fabs(g))};
@@ -251,7 +254,7 @@ template <int32_t kAlgo, bool kFma>
 JADAM_ALWAYS_INLINE inline NewMoments UpdateDecodedMoments(float g, float m, float v,
                                                            const Coefficients& c) {
   const float mi = MulAdd<kFma>(g, c.omb1, m * c.b1);
-  if constexpr (kAlgo == kAdam) {
+  if constexpr (kAlgo != kAdamax) {
     return {mi, MulAdd<kFma>(g * g, c.omb2, v * c.b2)};
   } else {
     return {mi, NanMax(v * c.b2, std::fabs(g))};
@@ -259,17 +262,30 @@ JADAM_ALWAYS_INLINE inline NewMoments UpdateDecodedMoments(float g, float m, flo
 }
 
 // m̂ / (max(s, floor) + ε), s = √(v̂ + ε_root) (Adam) or u (AdaMax); 0/0 → 0 when kSafe.
-template <int32_t kAlgo, bool kSafe, bool kFloor, bool kFma>
-JADAM_ALWAYS_INLINE inline float Direction(float m, float v, float floor, const Coefficients& c) {
+// NAdam's m̂ is β1·m/(1 − β1^(t+1)) + (1 − β1)·g/(1 − β1^t), as jadam._family computes it;
+// XLA contracts the first product with float32 moments, the second with 16-bit or 8-bit ones.
+template <int32_t kAlgo, bool kSafe, bool kFloor, bool kFma, bool kF32Moments>
+JADAM_ALWAYS_INLINE inline float Direction(float m, float v, float g, float floor,
+                                           const Coefficients& c) {
   float s;
-  if constexpr (kAlgo == kAdam) {
+  if constexpr (kAlgo != kAdamax) {
     s = std::sqrt(MulAdd<kFma>(v, c.ibc2, c.eps_root));
   } else {
     s = v;
   }
   if constexpr (kFloor) s = NanMax(s, floor);
   const float denom = s + c.eps;
-  const float q = (m * c.ibc1) / denom;
+  float m_hat;
+  if constexpr (kAlgo == kNadam) {
+    if constexpr (kF32Moments) {
+      m_hat = MulAdd<kFma>(c.b1, m * c.ibc1_next, c.omb1 * (g * c.ibc1));
+    } else {
+      m_hat = MulAdd<kFma>(c.omb1, g * c.ibc1, c.b1 * (m * c.ibc1_next));
+    }
+  } else {
+    m_hat = m * c.ibc1;
+  }
+  const float q = m_hat / denom;
   if constexpr (kSafe) return (denom != 0.0f) ? q : 0.0f;
   return q;
 }
@@ -305,7 +321,8 @@ JADAM_ALWAYS_INLINE inline void ElementBody(const Leaf& leaf, size_t begin, size
       const NewMoments x = UpdateMoments<kAlgo, kFma>(g[j], S::Load(m[j]), S::Load(v[j]), c);
       m[j] = S::Store(x.m, Dither(base_m, j));
       v[j] = S::Store(x.v, Dither(base_v, j));
-      const float d = Direction<kAlgo, kSafe, kKind == kF16, kFma>(x.m, x.v, c.half_floor, c);
+      const float d = Direction<kAlgo, kSafe, kKind == kF16, kFma, kKind == kF32>(
+          x.m, x.v, g[j], c.half_floor, c);
       WriteStep<kApply, kDecay, kFma>(d, g, p, j, c);
     }
   }
@@ -529,7 +546,7 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     const float v_encode = LargestCode<false>() / (v_scale > 0.0f ? v_scale : 1.0f);
     const float resolution = kSmallestCode * v_scale;
     float floor;
-    if constexpr (kAlgo == kAdam) {
+    if constexpr (kAlgo != kAdamax) {
       floor = std::sqrt(resolution / c.divisor);
     } else {
       floor = resolution;
@@ -546,7 +563,8 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     float* __restrict gb_out = g + base;
     float* __restrict pb = p == nullptr ? nullptr : p + base;
     for (uint32_t j = 0; j < count; ++j) {
-      const float d = Direction<kAlgo, kSafe, true, kFma>(new_m[j], new_v[j], floor, c);
+      const float d =
+          Direction<kAlgo, kSafe, true, kFma, false>(new_m[j], new_v[j], gb_out[j], floor, c);
       WriteStep<kApply, kDecay, kFma>(d, gb_out, pb, j, c);
     }
     std::memset(m_row + count, 0, block - count);  // padding encodes as code 0
@@ -690,6 +708,10 @@ RangeFn Select(int32_t algorithm, bool apply, bool decay, bool safe, int kind) {
     return apply ? SelectDecay<kAdam, true>(decay, safe, kind)
                  : SelectDecay<kAdam, false>(decay, safe, kind);
   }
+  if (algorithm == kNadam) {
+    return apply ? SelectDecay<kNadam, true>(decay, safe, kind)
+                 : SelectDecay<kNadam, false>(decay, safe, kind);
+  }
   return apply ? SelectDecay<kAdamax, true>(decay, safe, kind)
                : SelectDecay<kAdamax, false>(decay, safe, kind);
 }
@@ -798,7 +820,7 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
                          int32_t apply, int32_t moments_only, int32_t safe_divide,
                          int32_t packed, int64_t offset, ffi::Span<const int64_t> leaf_info) {
   if (scalars.element_count() != kNumScalars) return Invalid("wrong number of scalars");
-  if (algorithm != kAdam && algorithm != kAdamax) return Invalid("unknown algorithm");
+  if (algorithm < kAdam || algorithm > kNadam) return Invalid("unknown algorithm");
   if (leaf_info.size() % kInfoFields != 0) return Invalid("malformed leaf_info");
   const size_t n = leaf_info.size() / kInfoFields;
   bool any_decay = false;
@@ -824,7 +846,7 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   work->coef = Coefficients{s[kB1],       s[kOneMinusB1], s[kB2],      s[kOneMinusB2],
                             s[kInvBiasCorr1], s[kInvBiasCorr2], s[kEps], s[kEpsRoot],
                             s[kNegLr],    s[kWeightDecay], s[kDivisor], s[kHalfFloor],
-                            count_bits};
+                            count_bits,  s[kInvBiasCorr1Next]};
 
   // An output that aliases its input (the normal case: XLA honours input_output_aliases)
   // is updated in place; otherwise the input is copied into it first.
