@@ -617,7 +617,7 @@ RangeFn SelectMomentsRange() {
 }
 
 RangeFn MomentsRange(int32_t algorithm) {
-  // NAdam's moments are Adam's.
+  // NAdam's moments are Adam's (only its direction, XLA's here, differs).
   return algorithm == kAdamax ? SelectMomentsRange<kAdamax>() : SelectMomentsRange<kAdam>();
 }
 
