@@ -97,15 +97,18 @@ def _encode_magnitude(y: jax.Array, signed: bool, bits: jax.Array | None) -> jax
         noise = bits & np.uint32((1 << dropped) - 1)
         uniform = unit_uniform(bits)
     # Normal range: round the float32 mantissa to M bits by adding noise below them.
+    # The float32 exponent and top M mantissa bits, shifted down, are the code's fields plus
+    # a constant exponent offset (y ≥ 0: the sign bit is clear).
     raw = jax.lax.bitcast_convert_type(y, jnp.uint32) + noise
-    exponent = (raw >> 23).astype(jnp.int32) - 127 + 2**EXPONENT_BITS
-    mantissa = ((raw >> dropped) & np.uint32((1 << m_bits) - 1)).astype(jnp.int32)
-    normal = exponent * (1 << m_bits) + mantissa
+    offset = (127 - 2**EXPONENT_BITS) << m_bits
+    normal = (raw >> np.uint32(dropped)).astype(jnp.int32) - np.int32(offset)
     # Subnormal range: evenly spaced steps of 2^(1 − M − 2^E).
     steps = y * jnp.float32(2.0 ** (m_bits - 1 + 2**EXPONENT_BITS))
     subnormal = jnp.floor(steps + uniform).astype(jnp.int32)
     code = jnp.where(y < subnormal_limit, subnormal, normal)
-    return jnp.clip(code, 0, (1 << (EXPONENT_BITS + m_bits)) - 1)
+    # Both branches are ≥ 0 (normal ≥ 2^M); rounding up from the largest code, Inf and NaN
+    # go past the top and are clamped to it.
+    return jnp.minimum(code, (1 << (EXPONENT_BITS + m_bits)) - 1)
 
 
 def _decode_magnitude(code: jax.Array, signed: bool) -> jax.Array:
