@@ -6,9 +6,13 @@ initial parameters, the minibatch order, the dropout masks and the VAE noise; th
 seed share all of them) and reports the final loss on the whole training set in evaluation mode
 (``train_set_loss``: no dropout, the VAE's posterior mean). Δ is each run's relative difference
 to float32 of the same seed; the spread of float32 over seeds is the noise to compare it with.
+``--fused`` also trains every run with ``fused=True`` (jadam's C++ kernel, same seeds) and adds
+a table of pure-path vs kernel losses per seed and precision: the kernel stores the same state as
+the pure path bit for bit, so the two should be equal.
 
 Usage:
   python -m benchmarks.state_precision_training [--seeds 0,1,2,3,4] [--workdir DIR] [--smoke]
+      [--fused]
 
 Finished runs are kept in ``--workdir`` (default runs/state_precision) and reused. The tables go
 into a marked section of benchmarks/RESULTS_state_precision.md (``--out``) and are printed.
@@ -37,11 +41,17 @@ def load_config(arg: str):
     return config_lib.load_config_file(f"{ROOT / 'configs' / 'fig2_state_precision.py'}:{arg}")
 
 
-def final_losses(arg: str, seed: int, workdir: Path) -> dict[str, dict]:
-    """{precision: summary row} of one seed (reused from ``workdir`` when already trained)."""
+def final_losses(arg: str, seed: int, workdir: Path, fused: bool = False) -> dict[str, dict]:
+    """{precision: summary row} of one seed (reused from ``workdir`` when already trained);
+    ``fused``: every run with ``fused=True``."""
     config = load_config(arg)
     config.seed, config.progress = seed, False
-    rows = train.run_figure(config, workdir / f"{config.figure}_seed{seed}")
+    if fused:
+        with config.unlocked():
+            for run in config.runs.values():
+                run.optimizer.fused = True
+    name = f"{config.figure}{'_fused' if fused else ''}_seed{seed}"
+    rows = train.run_figure(config, workdir / name)
     return {row["run"].removeprefix("adam_"): row for row in rows}
 
 
@@ -94,7 +104,50 @@ def metric_rows(results: dict[int, dict], seeds: list[int], metric: str) -> list
     ]
 
 
-def problem_table(arg: str, seeds: list[int], workdir: Path) -> list[str]:
+def fused_rows(pure: dict[int, dict], fused: dict[int, dict], seeds: list[int]) -> list[str]:
+    """Per seed and precision: both metrics of the pure path and of the kernel, the kernel's
+    relative difference; per precision the paired difference's mean ± standard error."""
+    header = " | ".join(f"{metric}: pure | fused (Δ)" for metric in METRICS)
+    lines = [f"| seed | state | {header} |", "|---|---|" + "---:|" * 2 * len(METRICS)]
+    deltas = {
+        (precision, metric): np.array(
+            [relative(fused[s][precision][metric], pure[s][precision][metric]) for s in seeds]
+        )
+        for precision in PRECISIONS
+        for metric in METRICS
+    }
+    for i, seed in enumerate(seeds):
+        for precision in PRECISIONS:
+            cells = []
+            for metric in METRICS:
+                delta = deltas[precision, metric][i]
+                cells += [f"{pure[seed][precision][metric]:.9g}"]
+                cells += [f"{fused[seed][precision][metric]:.9g} ({delta:+.2g} %)"]
+            lines.append(f"| {seed} | {precision} | " + " | ".join(cells) + " |")
+    n = len(seeds)
+    for precision in PRECISIONS:
+        cells = []
+        for metric in METRICS:
+            delta = deltas[precision, metric]
+            error = delta.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0
+            cells += ["—", f"{delta.mean():+.2g} % ± {error:.2g} %"]
+        lines.append(
+            f"| paired Δ: mean ± standard error | {precision} | " + " | ".join(cells) + " |"
+        )
+    values = np.concatenate(list(deltas.values()))
+    return [
+        "Pure path (XLA) against `fused=True` (jadam's C++ kernel), same seeds and configs; "
+        "Δ: the kernel's difference relative to the pure path:",
+        "",
+        *lines,
+        "",
+        f"{int((values == 0).sum())} of {values.size} values identical; largest |Δ| "
+        f"{np.abs(values).max():.2g} %.",
+        "",
+    ]
+
+
+def problem_table(arg: str, seeds: list[int], workdir: Path, fused: bool = False) -> list[str]:
     results = {seed: final_losses(arg, seed, workdir) for seed in seeds}
     first = results[seeds[0]]["float32"]
     lines = [
@@ -105,6 +158,9 @@ def problem_table(arg: str, seeds: list[int], workdir: Path) -> list[str]:
     ]
     for metric in METRICS:
         lines += metric_rows(results, seeds, metric)
+    if fused:
+        kernel = {seed: final_losses(arg, seed, workdir, fused=True) for seed in seeds}
+        lines += fused_rows(results, kernel, seeds)
     return lines
 
 
@@ -126,6 +182,9 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/state_precision")
     parser.add_argument("--smoke", action="store_true", help="the configs' tiny variants")
     parser.add_argument(
+        "--fused", action="store_true", help="also train every run with fused=True and compare"
+    )
+    parser.add_argument(
         "--out", default=str(Path(__file__).with_name("RESULTS_state_precision.md"))
     )
     args = parser.parse_args()
@@ -136,7 +195,8 @@ def main() -> None:
         "## Training quality with the experiments runner (Figure 2 MLP, Figure 4 VAE)",
         "",
         f"Command: `python -m benchmarks.state_precision_training --seeds {args.seeds}"
-        f"{' --smoke' if args.smoke else ''}`; {os.cpu_count()} CPU cores, "
+        f"{' --smoke' if args.smoke else ''}{' --fused' if args.fused else ''}`; "
+        f"{os.cpu_count()} CPU cores, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         "Final loss on the whole training set in evaluation mode (no dropout; VAE: posterior "
@@ -146,7 +206,7 @@ def main() -> None:
         "",
     ]
     for arg in problems:
-        lines += problem_table(arg, seeds, workdir)
+        lines += problem_table(arg, seeds, workdir, fused=args.fused)
     text = "\n".join(lines).rstrip("\n")
     if not args.smoke:
         write_section(Path(args.out), text)

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("flax")
 from problems import figure_config
 
+import jadam
 from jadam.experiments import checkpoints, config_check, models, optimizers, plots, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,6 +280,23 @@ def test_state_precision_switch_builds_jadam_state(precision):
     dtypes = {str(leaf.dtype) for leaf in jax.tree.leaves(state.inner_state)}
     expected = {"float32": "float32", "bfloat16": "bfloat16", "8bit": "uint8"}[precision]
     assert expected in dtypes
+
+
+@pytest.mark.skipif(not jadam.fused_kernel_available(), reason="fused kernel not built")
+def test_fused_switch_runs_jadam_kernel_and_is_checked():
+    opt = {"name": "adam", "learning_rate": 1e-3, "state_precision": "8bit", "fused": True}
+    assert optimizers.label(opt) == "Adam (8-bit state, fused)"
+    tx, params = optimizers.build(opt), {"w": jnp.zeros((64, 128))}
+    step = jax.jit(lambda g, s, p: tx.update(g, s, p))
+    assert "jadam_fused_adam" in step.lower(params, tx.init(params), params).as_text()
+    with pytest.raises(ValueError, match=r"optimizer.fused: 'adagrad' has no fused kernel, found "):
+        optimizers.build({"name": "adagrad", "learning_rate": 0.1, "fused": True})
+    with pytest.raises(ValueError, match=r"optimizer.fused: expected True or False, found 1"):
+        optimizers.build({"name": "adam", "learning_rate": 0.1, "fused": 1})
+    config = figure_config("fig2_mlp")
+    config.runs.adam.optimizer.fused = "yes"
+    with pytest.raises(ValueError, match=r"config.runs.adam.optimizer.fused: expected True or "):
+        config_check.check_figure_config(config)
 
 
 def test_invalid_state_precision_is_a_clear_error(tmp_path):

@@ -8,15 +8,12 @@ import jax.numpy as jnp
 import optax
 import optax.contrib
 import pytest
+from flax import nnx
+from flax.training import train_state
+from flax_models import MLP, LinenMLP, X, Y
 
 import jadam
 
-nnx = pytest.importorskip("flax.nnx")
-linen = pytest.importorskip("flax.linen")
-train_state = pytest.importorskip("flax.training.train_state")
-
-X = jnp.linspace(-1.0, 1.0, 32).reshape(8, 4)
-Y = jnp.sin(X.sum(axis=1, keepdims=True))
 # jadam's float32 bias correction is exact where optax's 1 − β2^t is off by up to 1.3e-5
 # (relative), so each step may differ by ~1.3e-5·α = 1.3e-7; over 20 steps up to ~3e-6 (seen
 # on an H100, whose matmuls round differently from the CPU's).
@@ -39,15 +36,6 @@ IDS = ["adam", "adamax", "adamw", "radam", "adabelief", "yogi", "lamb"]
 IDS += ["adopt", "ademamix", "adafactor"]
 
 
-class MLP(nnx.Module):
-    def __init__(self, rngs):
-        self.hidden = nnx.Linear(4, 16, rngs=rngs)
-        self.out = nnx.Linear(16, 1, rngs=rngs)
-
-    def __call__(self, x):
-        return self.out(jax.nn.relu(self.hidden(x)))
-
-
 def _nnx_train(tx, steps=20):
     model = MLP(nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -65,12 +53,6 @@ def _nnx_train(tx, steps=20):
 @pytest.mark.parametrize("ours,theirs", PAIRS, ids=IDS)
 def test_nnx_optimizer_step_matches_optax(ours, theirs):
     chex.assert_trees_all_close(_nnx_train(ours), _nnx_train(theirs), rtol=2e-5, atol=ATOL)
-
-
-class LinenMLP(linen.Module):
-    @linen.compact
-    def __call__(self, x):
-        return linen.Dense(1)(jax.nn.relu(linen.Dense(16)(x)))
 
 
 def _linen_train(tx, steps=20):

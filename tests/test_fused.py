@@ -10,6 +10,7 @@ bit and the step to within a few float32 ulps of the update.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -199,12 +200,12 @@ def test_chain_with_optax_and_no_retrace():
     [
         (lambda: jadam.adam(1e-2, mu_dtype=jnp.bfloat16, fused=True), "mu_dtype"),
         (lambda: jadam.adam(1e-2, nu_dtype=jnp.float16, fused=True), "nu_dtype"),
-        (lambda: jadam.adam(1e-2, nesterov=True, fused=True), "nesterov"),
+        (lambda: jadam.nadam(1e-2, momentum_decay=0.004, fused=True), "momentum_decay"),
         (lambda: jadam.adam(1e-2, eps_form="eps_hat", fused=True), "eps_form"),
         (lambda: jadam.adam(1e-2, b1_decay=0.9, fused=True), "b1_decay"),
         (lambda: jadam.adamw(1e-2, weight_decay=lambda count: 0.1, fused=True), "weight_decay"),
     ],
-    ids=["mu_dtype", "nu_dtype", "nesterov", "eps_form", "b1_decay", "weight_decay_schedule"],
+    ids=["mu_dtype", "nu_dtype", "momentum_decay", "eps_form", "b1_decay", "weight_decay_schedule"],
 )
 def test_options_outside_the_kernel_are_refused_at_construction(make, option):
     with pytest.raises(ValueError, match=rf"fused=True does not support {option}="):
@@ -358,6 +359,28 @@ def test_packed_state_under_vmap_matches_the_unfused_step():
     chex.assert_trees_all_close(u_f, u_p, rtol=1e-6)
 
 
+@pytest.mark.parametrize("precision", ["float32", "8bit"])
+def test_nadamw_under_vmap_runs_the_transcription_and_matches_the_pure_path(precision):
+    """NAdam's direction in the jnp transcription (what replaces the kernel under vmap)."""
+    sp = PRECISIONS[precision]
+    fused, pure = (
+        jadam.nadamw(1e-2, weight_decay=0.1, fused=f, state_precision=sp) for f in (True, False)
+    )
+    shapes = [(25, 16), (7,)]
+    params = [jnp.linspace(-1, 1, 400).reshape(shapes[0]), jnp.ones(shapes[1])]
+    first, *batch = _gradients(shapes, steps=3, seed=9)  # one step, then a batch of two
+    grads = [jnp.stack(g) for g in zip(*batch, strict=True)]
+    state_f = fused.update(first, fused.init(params), params)[1]
+    state_p = pure.update(first, pure.init(params), params)[1]
+    with pytest.warns(jadam.FusedFallbackWarning, match="vmap"):
+        u_f, s_f = jax.vmap(lambda g: fused.update(g, state_f, params))(grads)
+    u_p, s_p = jax.vmap(lambda g: pure.update(g, state_p, params))(grads)
+    for i in range(2):
+        state = jax.tree.map(lambda x, i=i: x[i], s_f)
+        _assert_bitwise(fused.unpack_state(state, params), jax.tree.map(lambda x, i=i: x[i], s_p))
+    chex.assert_trees_all_close(u_f, u_p, rtol=1e-6, atol=1e-9)
+
+
 def test_packed_state_rejects_a_different_gradient_tree():
     fused = jadam.adam(1e-2, fused=True)
     state = fused.init({"w": jnp.zeros((2, 3))})
@@ -419,6 +442,51 @@ def test_every_precision_matches_the_pure_path_bit_for_bit(algorithm, precision)
             chex.assert_trees_all_close(got, params_p, rtol=1e-6, atol=3e-7)
 
 
+def _standard_step(tx):
+    """The standard path as Flax calls it: update + apply_updates, params and state donated."""
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+@pytest.mark.parametrize("layout", ["per_leaf", "packed"])
+@pytest.mark.parametrize("algorithm", ["adam", "adamw_masked", "adamax"])
+def test_float32_update_writes_only_the_moments_and_equals_the_pure_path(algorithm, layout):
+    """update's moments-only mode: updates, params and state bit for bit, in optax.chain."""
+    make = FUSED_WITH_PRECISION[algorithm]
+
+    def chained(fused):
+        return optax.chain(optax.clip_by_global_norm(1.0), make(fused, None))
+
+    fused, pure, inner = chained(True), chained(False), make(True, None)
+    rng = np.random.default_rng(6)
+    params = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in SHAPES]
+    state_p = pure.init(params)
+    state_f = fused.init(params) if layout == "packed" else _copy(state_p)
+    assert isinstance(state_f[1][0], jadam.PackedAdamState) == (layout == "packed")
+    grads = _gradients(SHAPES, steps=3, seed=7)
+    step_f, step_p = _standard_step(fused), _standard_step(pure)
+    update_f = jax.jit(fused.update, donate_argnums=(1,))
+    update_p = jax.jit(pure.update)
+    hlo = step_f.lower(params, state_f, grads[0]).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY") :]
+    assert "moments_only = 1" in entry and "moments_only = 0" not in entry
+    copies = re.findall(r"= f32\[(\S*)\]\S* copy\(", entry)
+    assert copies == []  # the non-donated gradients are read, never copied
+    params_f = _copy(params)
+    for g in grads:
+        updates_f, _ = update_f(g, _copy(state_f), params_f)
+        updates_p, _ = update_p(g, state_p, params)
+        _assert_bitwise(updates_f, updates_p)
+        params_f, state_f = step_f(params_f, state_f, g)
+        params, state_p = step_p(params, state_p, g)
+        _assert_bitwise(params_f, params)
+        _assert_bitwise((state_f[0], inner.unpack_state(state_f[1], params)), state_p)
+
+
 def test_dither_keys_are_the_pure_path_s():
     from jadam import _precision
 
@@ -444,34 +512,81 @@ def test_8bit_update_writes_over_the_gradients_without_copies():
     assert " copy(" not in entry  # no pass of its own copies a buffer (fusions may root in one)
 
 
-def test_inside_chain_multisteps_inject_hyperparams_and_skip_nonfinite():
-    sp = "bfloat16"
-    wrappers = {
-        "chain": lambda make: optax.chain(optax.clip_by_global_norm(1.0), make()),
-        "multisteps": lambda make: optax.MultiSteps(make(), every_k_schedule=2),
-        "inject": lambda make: make(inject=True),
-        "skip_nonfinite": lambda make: jadam.skip_nonfinite(make()),
-    }
-    params = [jnp.linspace(-1, 1, 12).reshape(3, 4), jnp.ones(5)]
-    for name, wrap in wrappers.items():
+# wrapper name -> (wrap(make), the adam state inside the wrapper's state); make(inject) builds
+# jadam.adam, inject=True through optax.inject_hyperparams.
+WRAPPERS = {
+    "chain": (
+        lambda make: optax.chain(optax.clip_by_global_norm(1.0), make()),
+        lambda state: state[1],
+    ),
+    "multisteps": (
+        lambda make: optax.MultiSteps(make(), every_k_schedule=2),
+        lambda state: state.inner_opt_state,
+    ),
+    "inject_hyperparams": (lambda make: make(inject=True), lambda state: state.inner_state),
+    # Against plain adam without the NaN step: XLA rounds the pure step inside skip_nonfinite's
+    # select in its own way (a few ulps in a few float32 moments), the kernel does not.
+    "skip_nonfinite": (lambda make: jadam.skip_nonfinite(make()), lambda state: state.inner_state),
+}
 
-        def make(fused, inject=False):
-            if inject:
-                return optax.inject_hyperparams(jadam.adam, static_args=("fused",))(
-                    learning_rate=1e-2, fused=fused, state_precision=sp
-                )
-            return jadam.adam(1e-2, fused=fused, state_precision=sp)
 
-        fused, pure = wrap(lambda **k: make(True, **k)), wrap(lambda **k: make(False, **k))
-        step_f, step_p = _donated_pure_step(fused), _donated_pure_step(pure)
-        params_f, params_p = _copy(params), _copy(params)
-        state_f, state_p = fused.init(params), pure.init(params)
-        for t, grads in enumerate(_gradients([(3, 4), (5,)], steps=4, seed=6)):
-            if name == "skip_nonfinite" and t == 2:
-                grads = [grads[0], grads[1].at[0].set(jnp.nan)]
-            params_f, state_f = step_f(params_f, grads, state_f)
-            params_p, state_p = step_p(params_p, grads, state_p)
-        chex.assert_trees_all_close(params_f, params_p, rtol=1e-6, atol=3e-7, custom_message=name)
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "8bit"])
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+def test_inside_chain_multisteps_inject_hyperparams_and_skip_nonfinite(wrapper, precision):
+    """The kernel runs inside each wrapper (donated jit); the adam state inside equals the
+    pure path's bit for bit, the parameters to float32 rounding; skip_nonfinite skips a NaN."""
+    wrap, inner = WRAPPERS[wrapper]
+    sp, skip = PRECISIONS[precision], wrapper == "skip_nonfinite"
+
+    def make(fused, inject=False):
+        if inject:
+            return optax.inject_hyperparams(jadam.adam, static_args=("fused", "state_precision"))(
+                learning_rate=1e-2, fused=fused, state_precision=sp
+            )
+        return jadam.adam(1e-2, fused=fused, state_precision=sp)
+
+    fused = wrap(lambda **k: make(True, **k))
+    pure = make(False) if skip else wrap(lambda **k: make(False, **k))
+    inner_pure = (lambda state: state) if skip else inner
+    unpacker = make(True)
+    params = [jnp.asarray(np.random.default_rng(9).standard_normal(s), jnp.float32) for s in SHAPES]
+    step_f, step_p = _donated_pure_step(fused), _donated_pure_step(pure)
+    params_f, state_f, state_p = _copy(params), fused.init(params), pure.init(params)
+    all_grads = _gradients(SHAPES, steps=4, seed=6)
+    assert "jadam_fused_adam" in step_f.lower(params, all_grads[0], state_f).as_text()
+    for t, grads in enumerate(all_grads):
+        if skip and t == 2:  # skipped by the fused run, left out of the reference
+            params_f, state_f = step_f(
+                params_f, [*grads[:-1], grads[-1].at[0].set(jnp.nan)], state_f
+            )
+            continue
+        params_f, state_f = step_f(params_f, grads, state_f)
+        params, state_p = step_p(params, grads, state_p)
+        _assert_bitwise(unpacker.unpack_state(inner(state_f), params), inner_pure(state_p))
+    chex.assert_trees_all_close(params_f, params, rtol=1e-6, atol=3e-7)
+    if skip:
+        assert jadam.skip_counts(state_f) == (0, 1)
+
+
+def test_default_8bit_blocks_match_the_pure_path():
+    """state_precision="8bit": 256-value blocks, a partial last block, a leaf below 4096 kept
+    float32; the kernel's state equals the pure path's bit for bit."""
+    fused, pure = (jadam.adam(1e-2, fused=f, state_precision="8bit") for f in (True, False))
+    shapes = [(5000,), (17, 300), (4095,)]
+    params = [jnp.asarray(np.random.default_rng(2).standard_normal(s), jnp.float32) for s in shapes]
+    state_f, state_p = fused.init(params), pure.init(params)
+    assert [leaf.dtype for leaf in jax.tree.leaves(state_p[0].mu)] == [
+        jnp.uint8,
+        jnp.uint8,
+        jnp.float32,
+    ]
+    step_f, step_p = _donated_pure_step(fused), _donated_pure_step(pure)
+    params_f = _copy(params)
+    for grads in _gradients(shapes, steps=3, seed=3):
+        params_f, state_f = step_f(params_f, grads, state_f)
+        params, state_p = step_p(params, grads, state_p)
+    _assert_bitwise(fused.unpack_state(state_f, params), state_p)
+    chex.assert_trees_all_close(params_f, params, rtol=1e-6, atol=3e-7)
 
 
 def test_skip_nonfinite_keeps_the_fused_state_on_a_nan_step():
@@ -546,24 +661,38 @@ def test_orbax_round_trip_mid_training_equals_the_uninterrupted_run(tmp_path):
     _assert_bitwise((resumed_params, resumed_state), (params, state))
 
 
+@pytest.mark.parametrize("path", ["update", "apply_gradients"])
 @pytest.mark.parametrize(
     ("corrupt", "match"),
     [
-        (lambda mu: [mu[0][:, :-1], mu[1]], r"mu\[0\] has shape \(10, 67\)"),
-        (lambda mu: [mu[0].astype(jnp.int8), mu[1]], r"mu\[0\] has shape .* dtype int8"),
-        (lambda mu: [mu[0], mu[1].astype(jnp.bfloat16)], r"mu\[1\] .* dtype bfloat16"),
+        (lambda s: s._replace(mu=[s.mu[0][:, :-1], s.mu[1]]), r"mu\[0\] has shape \(10, 67\)"),
+        (lambda s: s._replace(nu=[s.nu[0][:-1], s.nu[1]]), r"nu\[0\] has shape \(9, 68\)"),
+        (
+            lambda s: s._replace(mu=[s.mu[0].astype(jnp.int8), s.mu[1]]),
+            r"mu\[0\] has shape .* dtype int8",
+        ),
+        (
+            lambda s: s._replace(nu=[s.nu[0], s.nu[1].astype(jnp.bfloat16)]),
+            r"nu\[1\] .* dtype bfloat16",
+        ),
     ],
-    ids=["codes_shape", "codes_dtype", "float32_leaf_dtype"],
+    ids=["codes_shape", "codes_rows", "codes_dtype", "float32_leaf_dtype"],
 )
-def test_corrupt_8bit_state_is_refused_naming_the_leaf(corrupt, match):
+def test_corrupt_8bit_state_is_refused_naming_the_leaf(corrupt, match, path):
+    """A state leaf of the wrong shape or dtype (e.g. a checkpoint of another model or
+    precision): a ValueError naming the leaf, its shape and dtype and the expected ones."""
     tx = jadam.adam(
         1e-2, fused=True, state_precision=jadam.Blockwise8bit(block_size=64, min_size=100)
     )
     params = [jnp.ones((10, 64)), jnp.ones(7)]
     state = tx.init(params)
-    bad = (state[0]._replace(mu=corrupt(state[0].mu)), *state[1:])
-    with pytest.raises(ValueError, match=match):
-        tx.apply_gradients(params, params, bad)
+    bad = (corrupt(state[0]), *state[1:])
+    call = {
+        "update": lambda: tx.update(params, bad, params),
+        "apply_gradients": lambda: tx.apply_gradients(params, params, bad),
+    }[path]
+    with pytest.raises(ValueError, match=match + r".*stores a gradient of shape"):
+        call()
 
 
 def test_environment_fallback_warns_once_per_reason(monkeypatch):

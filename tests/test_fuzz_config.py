@@ -49,7 +49,7 @@ REFUSED_EVERYWHERE = [None, math.nan, math.inf, -math.inf, -1, -2.5, 1e300, {}, 
 OTHER_VALUES = ["abc", "", "adam", "data", "log", 0, 1, 0.5, 3, 2**40, True, False, [], [1], (64,)]
 # Keys a config may leave out (per-run settings, optional plot and model fields).
 OPTIONAL = {"steps_per_call", "setting", "schedule", "hparams", "ymax", "zoom_epochs"}
-OPTIONAL |= {"state_precision", "legend_state_bytes", "search"}
+OPTIONAL |= {"state_precision", "fused", "legend_state_bytes", "search"}
 HPARAMS = {"b1", "b2", "eps", "initial_accumulator_value", "decay", "momentum", "rho"}
 HPARAMS |= {"bias_correction", "nesterov"}
 
@@ -277,7 +277,7 @@ CNN = {"channels": (4, 4, 8), "hidden": 16, "input_dropout": 0.0, "hidden_dropou
             lambda c: c["runs"]["adam"]["optimizer"].update({"learnig_rate": 0.1}),
             ValueError,
             r"config.runs.adam.optimizer.learnig_rate: unknown key; expected one of "
-            r"\['hparams', 'learning_rate', 'name', 'schedule', 'state_precision'\] "
+            r"\['fused', 'hparams', 'learning_rate', 'name', 'schedule', 'state_precision'\] "
             r"\(did you mean 'learning_rate'\?\)",
         ),
         (

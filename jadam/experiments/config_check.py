@@ -256,7 +256,7 @@ def _check_run(path: str, run: Any, figure: str, kind: str, plot_kind: str) -> N
         where,
         opt,
         {"name": None, "learning_rate": None},
-        {"schedule": None, "hparams": None, "state_precision": None},
+        {"schedule": None, "hparams": None, "state_precision": None, "fused": None},
     )
     _check_value(f"{where}.name", opt["name"], _choice(*optimizers.NAMES))
     _check_value(f"{where}.learning_rate", opt["learning_rate"], POSITIVE_NUMBER)
@@ -268,6 +268,8 @@ def _check_run(path: str, run: Any, figure: str, kind: str, plot_kind: str) -> N
     if "state_precision" in opt:  # Which optimizers take it: optimizers.build below.
         precisions = _choice(*optimizers.STATE_PRECISIONS)
         _check_value(f"{where}.state_precision", opt["state_precision"], precisions)
+    if "fused" in opt:  # Which optimizers take it: optimizers.build below.
+        _check_value(f"{where}.fused", opt["fused"], BOOL)
     spec = optimizers.OPTIMIZERS[opt["name"]]
     hparams = opt.get("hparams", {})
     rules = {

@@ -45,25 +45,27 @@ def run(
     setting: str = "",
     model=None,
     state_precision: str = "float32",
+    fused: bool = False,
     **hparams,
 ) -> ml_collections.ConfigDict:
     """One run: an optimizer (``name``, α, schedule, hyperparameters) and per-run model settings.
 
     ``state_precision`` ("float32", "bfloat16" or "8bit") is how the optimizer stores its moments
-    (jadam's ``state_precision=``; Adam and AdaMax only).
+    (jadam's ``state_precision=``; Adam and AdaMax only); ``fused=True`` runs them with jadam's
+    C++ kernel (jadam's ``fused=``). The key is left out when False, so that configs written
+    before it existed keep their fingerprint (a workdir of theirs still resumes).
     """
+    optimizer = {
+        "name": name,
+        "learning_rate": learning_rate,
+        "schedule": schedule,
+        "state_precision": state_precision,
+        "hparams": hparams,
+    }
+    if fused:
+        optimizer["fused"] = True
     return ml_collections.ConfigDict(
-        {
-            "setting": setting,
-            "optimizer": {
-                "name": name,
-                "learning_rate": learning_rate,
-                "schedule": schedule,
-                "state_precision": state_precision,
-                "hparams": hparams,
-            },
-            "model": model or {},
-        }
+        {"setting": setting, "optimizer": optimizer, "model": model or {}}
     )
 
 

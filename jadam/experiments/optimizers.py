@@ -3,7 +3,8 @@
 An optimizer entry of a config is a ``ConfigDict`` with ``name``, ``learning_rate`` (α),
 ``schedule`` ("constant" or "inverse_sqrt" for Section 4's α_t = α/√t) and optional
 hyperparameters in ``hparams``; ``state_precision`` ("float32" by default, "bfloat16" or "8bit")
-picks how Adam and AdaMax store their moments (jadam's ``state_precision=``). Numeric
+picks how Adam and AdaMax store their moments (jadam's ``state_precision=``) and ``fused``
+(False by default) whether they run jadam's C++ kernel (jadam's ``fused=``). Numeric
 hyperparameters are injected into the optimizer state with ``optax.inject_hyperparams``, so runs
 that differ only in them share one compiled step.
 """
@@ -30,6 +31,7 @@ class Spec:
     label: str = ""
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     low_precision_state: bool = False  # Accepts state_precision other than "float32".
+    fused: bool = False  # Accepts fused=True (jadam's C++ kernel).
     fixed: tuple[str, ...] = ()  # Numeric arguments that must stay Python numbers (shapes).
 
 
@@ -40,8 +42,11 @@ OPTIMIZERS: dict[str, Spec] = {
         {"bias_correction": True},
         "Adam",
         low_precision_state=True,
+        fused=True,
     ),
-    "adamax": Spec(jadam.adamax, ("b1", "b2", "eps"), {}, "AdaMax", low_precision_state=True),
+    "adamax": Spec(
+        jadam.adamax, ("b1", "b2", "eps"), {}, "AdaMax", low_precision_state=True, fused=True
+    ),
     "adagrad": Spec(jadam.adagrad, ("initial_accumulator_value", "eps"), {}, "AdaGrad"),
     "rmsprop": Spec(jadam.rmsprop, ("decay", "eps"), {}, "RMSProp"),
     "sgd_nesterov": Spec(
@@ -102,9 +107,10 @@ def label(opt: Mapping[str, Any]) -> str:
     text = OPTIMIZERS[opt["name"]].label
     if dict(opt.get("hparams") or {}).get("bias_correction") is False:
         text += " (no bias correction)"
-    if opt.get("state_precision", "float32") in _STATE_LABELS:
-        text += f" ({_STATE_LABELS[opt['state_precision']]})"
-    return text
+    details = [_STATE_LABELS.get(opt.get("state_precision", "float32"), "")]
+    details.append("fused" if opt.get("fused", False) else "")
+    details = [detail for detail in details if detail]
+    return f"{text} ({', '.join(details)})" if details else text
 
 
 def _hparams(opt: Mapping[str, Any], where: str) -> tuple[Spec, dict[str, Any], dict[str, Any]]:
@@ -149,6 +155,17 @@ def _hparams(opt: Mapping[str, Any], where: str) -> tuple[Spec, dict[str, Any], 
                 f"{precision!r}; 'bfloat16' and '8bit' need one of {supported}"
             )
         static["state_precision"] = STATE_PRECISIONS[precision]
+    fused = opt.get("fused", False)
+    if not isinstance(fused, bool):
+        raise ValueError(f"{where}.fused: expected True or False, found {fused!r}")
+    if fused:
+        if not spec.fused:
+            supported = sorted(n for n, s in OPTIMIZERS.items() if s.fused)
+            raise ValueError(
+                f"{where}.fused: {name!r} has no fused kernel, found True; fused=True needs one "
+                f"of {supported}"
+            )
+        static["fused"] = True
     return spec, numeric, static
 
 
@@ -168,7 +185,11 @@ def build_sfo(opt: Mapping[str, Any], num_subfunctions: int, where: str = "optim
     lr = opt.get("learning_rate")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"{where}.learning_rate: expected a positive number, found {lr!r}")
-    for key, allowed in (("schedule", "constant"), ("state_precision", "float32")):
+    for key, allowed in (
+        ("schedule", "constant"),
+        ("state_precision", "float32"),
+        ("fused", False),
+    ):
         if opt.get(key, allowed) != allowed:
             raise ValueError(f"{where}.{key}: 'sfo' takes only {allowed!r}, found {opt[key]!r}")
     given = dict(opt.get("hparams") or {})
