@@ -123,16 +123,21 @@ def one_pass(name: str) -> bool:
 def bytes_per_param(name: str) -> int:
     """Bytes per parameter the step must move at least, as this harness calls it.
 
-    One pass reads θ, g, m, v and writes θ, m, v. A fused ``tx.update`` writes u over the
-    gradient's buffer and a separate apply reads θ, u and writes θ (+8 B); here the gradients
-    are a jit argument that is not donated, so XLA first copies them (+8 B more, and the copy
-    is a fresh buffer: see the page faults per step in the report). Moments take 4 B (fp32),
-    2 B (bf16) or ~1 B (8-bit, plus a scale per block).
+    One pass reads θ, g, m, v and writes θ, m, v. A fused ``tx.update`` with float32 moments
+    runs the kernel's moments-only mode (g, m, v read, m, v written: 20 B) and then XLA's
+    fusion of the update into ``optax.apply_updates`` (θ, m, v read, θ written: 16 B), one pass
+    + 8 B. With 16-bit or 8-bit moments the kernel writes u over the gradient's buffer and a
+    separate apply reads θ, u and writes θ (+8 B); here the gradients are a jit argument that
+    is not donated, so XLA first copies them (+8 B more, and the copy is a fresh buffer: see
+    the page faults per step in the report). Moments take 4 B (fp32), 2 B (bf16) or ~1 B
+    (8-bit, plus a scale per block).
     """
-    moment = {None: 4, "bfloat16": 2, "8bit": 1}[state_precision(name)]
+    precision = state_precision(name)
+    moment = {None: 4, "bfloat16": 2, "8bit": 1}[precision]
     one_pass_bytes = 3 * 4 + 4 * moment  # θ twice, g once; m and v each read and written
-    separate_apply = name.startswith("jadam fused") and not one_pass(name)
-    return one_pass_bytes + (16 if separate_apply else 0)
+    if not name.startswith("jadam fused") or one_pass(name):
+        return one_pass_bytes
+    return one_pass_bytes + (2 * moment if precision is None else 16)
 
 
 def jadam_tx(algorithm: str, fused: bool, precision: str | None = None):

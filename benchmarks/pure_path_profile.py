@@ -114,13 +114,17 @@ def triad_step():
     return triad
 
 
-def profile(params: int, leaves: int, repeats: int, show_hlo: str | None) -> None:
+def profile(
+    params: int, leaves: int, repeats: int, show_hlo: str | None, only: list[str] | None = None
+) -> None:
     p0, g = make_tree(params, leaves)
     runs = {}
     print(f"\n## {params:,} parameters in {leaves} leaves")
     print("| candidate | kernels in the entry computation | copies | HLO bytes/param |")
     print("|---|---|---:|---:|")
     for name, make in CANDIDATES.items():
+        if only and name != "jadam fp32" and not any(word in name for word in only):
+            continue
         tx = make()
         step = jitted_step(tx)
         p = jax.tree.map(jnp.copy, p0)
@@ -135,21 +139,23 @@ def profile(params: int, leaves: int, repeats: int, show_hlo: str | None) -> Non
         for _ in range(2):
             p, s = step(p, s, g)
         jax.block_until_ready(p)
-        runs[name] = [step, p, s, [], []]
+        runs[name] = [step, p, s, [], [], []]
     triad = triad_step()
     a, b = jnp.zeros(params, jnp.float32), jnp.ones(params, jnp.float32)
     a = jax.block_until_ready(triad(a, b))
     triad_times = []
     for _ in range(repeats):
         for run in runs.values():
-            step, p, s, times, faults = run
+            step, p, s, times, faults, cpu = run
             time.sleep(0.02)
-            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
             p, s = step(p, s, g)
             jax.block_until_ready(p)
             times.append(time.perf_counter() - start)
-            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            faults.append(after.ru_minflt - before.ru_minflt)
+            cpu.append(_cpu_seconds(after) - _cpu_seconds(before))
             run[1], run[2] = p, s
         time.sleep(0.02)
         start = time.perf_counter()
@@ -157,20 +163,28 @@ def profile(params: int, leaves: int, repeats: int, show_hlo: str | None) -> Non
         triad_times.append(time.perf_counter() - start)
     bandwidth = TRIAD_BYTES * params / np.median(triad_times)
     reference = np.array(runs["jadam fp32"][3])
+    cpu_reference = np.array(runs["jadam fp32"][5])
     print(f"\ntriad: {bandwidth / 1e9:.1f} GB/s (median of {repeats}, in place, 12 B/element)")
     print(
         "| candidate | median ms | ratio to jadam fp32 (median, quartiles) "
-        "| B/param at triad BW | page faults/step |"
+        "| CPU ms | CPU-time ratio | B/param at triad BW | page faults/step |"
     )
-    print("|---|---:|---:|---:|---:|")
-    for name, (_, _, _, times, faults) in runs.items():
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, (_, _, _, times, faults, cpu) in runs.items():
         ratios = np.array(times) / reference
         q1, med, q3 = np.percentile(ratios, [25, 50, 75])
+        cpu_ratio = np.median(np.array(cpu) / np.maximum(cpu_reference, 1e-6))
         effective = np.median(times) * bandwidth / params
         print(
             f"| {name} | {1e3 * np.median(times):.2f} | {med:.2f} ({q1:.2f}–{q3:.2f}) "
+            f"| {1e3 * np.median(cpu):.1f} | {cpu_ratio:.2f} "
             f"| {effective:.1f} | {np.median(faults):.0f} |"
         )
+
+
+def _cpu_seconds(usage) -> float:
+    """User plus system CPU time of the process (both cores) in a ``getrusage`` result."""
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,10 +193,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--leaves", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--show-hlo", default=None, help="print the HLO of candidates matching")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="candidates matching (jadam fp32 always runs)"
+    )
     args = parser.parse_args(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; fused kernel off")
     for leaves in args.leaves:
-        profile(args.params, leaves, args.repeats, args.show_hlo)
+        profile(args.params, leaves, args.repeats, args.show_hlo, args.only)
 
 
 if __name__ == "__main__":

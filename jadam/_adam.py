@@ -10,6 +10,7 @@ import optax
 
 from jadam._alias import build_alias, with_learning_rate
 from jadam._family import (
+    MomentStep,
     ScaleByAdamState,
     adam_direction,
     check_eps_form,
@@ -109,9 +110,7 @@ def adam_spec(
 
 def scale_by_adam_spec(spec: StepSpec, moments: Moments) -> optax.GradientTransformation:
     """:func:`scale_by_adam` of a spec and a moment storage (the pure path of Algorithm 1)."""
-    b1, b2, eps, eps_root = spec.b1, spec.b2, spec.eps, spec.eps_root
-    bias_correction, nesterov, eps_form = spec.bias_correction, spec.nesterov, spec.eps_form
-    b1_decay = spec.b1_decay
+    b1, b2, b1_decay = spec.b1, spec.b2, spec.b1_decay
 
     def init_fn(params):
         return init_state(moments, params)
@@ -122,21 +121,30 @@ def scale_by_adam_spec(spec: StepSpec, moments: Moments) -> optax.GradientTransf
     def update_fn(updates, state, params=None):
         del params
         step = step_moments(moments, updates, state, b1 if b1_decay is None else b1_t, b2)
-        count, mu, nu = step.count, step.mu, step.nu
-        if b1_decay is not None and bias_correction:
-            mu_hat = debias(mu, decayed_b1_correction(b1, b1_decay, count))
-        else:
-            mu_hat = corrected_first_moment(
-                updates, mu, b1, count, nesterov, corrected=bias_correction
-            )
-        correction = one_minus_power(b2, count) if bias_correction else None
-        direction = adam_direction(
-            mu_hat, nu, correction, updates, eps=eps, eps_root=eps_root, eps_form=eps_form,
-            stored_nu=step.stored_nu,
-        )  # fmt: skip
-        return direction, ScaleByAdamState(count=count, mu=step.stored_mu, nu=step.stored_nu)
+        direction = adam_step_direction(spec, updates, step)
+        return direction, ScaleByAdamState(step.count, step.stored_mu, step.stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adam_step_direction(spec: StepSpec, updates: Any, step: MomentStep) -> Any:
+    """Algorithm 1 lines 9-11 from the new moments: m̂_t/(√v̂_t + ε), in the updates' dtypes.
+
+    The pure path's step after :func:`jadam._family.step_moments`; the fused kernel's
+    moments-only mode (float32 moments) computes m_t and v_t and hands them here.
+    """
+    b1, b2, b1_decay, count = spec.b1, spec.b2, spec.b1_decay, step.count
+    if b1_decay is not None and spec.bias_correction:
+        mu_hat = debias(step.mu, decayed_b1_correction(b1, b1_decay, count))
+    else:
+        mu_hat = corrected_first_moment(
+            updates, step.mu, b1, count, spec.nesterov, corrected=spec.bias_correction
+        )
+    correction = one_minus_power(b2, count) if spec.bias_correction else None
+    return adam_direction(
+        mu_hat, step.nu, correction, updates, eps=spec.eps, eps_root=spec.eps_root,
+        eps_form=spec.eps_form, stored_nu=step.stored_nu,
+    )  # fmt: skip
 
 
 def adam(
@@ -180,7 +188,8 @@ def adam(
         eps_form=eps_form, b1_decay=b1_decay, learning_rate=learning_rate,
     )  # fmt: skip
     moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
-    return build_alias(spec, moments, scale_by_adam_spec(spec, moments), fused=fused)
+    scaling = scale_by_adam_spec(spec, moments)
+    return build_alias(spec, moments, scaling, fused=fused, direction=adam_step_direction)
 
 
 def nadam(
@@ -192,6 +201,7 @@ def nadam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = True,
+    fused: bool = False,
     nu_dtype: Any = None,
     state_precision: Any = None,
     momentum_decay: Any = None,
@@ -205,6 +215,7 @@ def nadam(
       momentum_decay: None (default): constant β1, optax's ``nadam``. A number ψ > 0: Dozat's
         momentum schedule μ_t = β1·(1 − ½·0.96^(tψ)) of :func:`jadam.scale_by_nadam`;
         ψ = 0.004 is torch's ``NAdam``, ψ = 1 is Keras's ``Nadam``.
+      fused: one pass per step with jadam's C++ kernel, as in :func:`adam` (constant β1 only).
 
     Example:
       >>> import jax.numpy as jnp
@@ -214,7 +225,9 @@ def nadam(
     """
     check_flag("nesterov", nesterov)
     if momentum_decay is not None:
-        _check_momentum_decay_options(nesterov, eps_root, nu_dtype, state_precision)
+        _check_momentum_decay_options(
+            momentum_decay, nesterov, eps_root, nu_dtype, state_precision, fused
+        )
         scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
         return with_learning_rate(learning_rate, scaling)
     return adam(
@@ -225,6 +238,7 @@ def nadam(
         eps_root,
         mu_dtype,
         nesterov=nesterov,
+        fused=fused,
         nu_dtype=nu_dtype,
         state_precision=state_precision,
     )
@@ -267,7 +281,8 @@ def adamw(
         weight_decay=weight_decay, mask=mask,
     )  # fmt: skip
     moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
-    return build_alias(spec, moments, scale_by_adam_spec(spec, moments), fused=fused)
+    scaling = scale_by_adam_spec(spec, moments)
+    return build_alias(spec, moments, scaling, fused=fused, direction=adam_step_direction)
 
 
 def nadamw(
@@ -282,6 +297,7 @@ def nadamw(
     *,
     nesterov: bool = True,
     momentum_decay: Any = None,
+    fused: bool = False,
     nu_dtype: Any = None,
     state_precision: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -295,6 +311,7 @@ def nadamw(
       momentum_decay: None: optax's constant β1. ψ > 0: Dozat's momentum schedule, so
         ``nadamw(lr, momentum_decay=0.004, weight_decay=λ)`` is torch's
         ``NAdam(lr, weight_decay=λ, decoupled_weight_decay=True)``.
+      fused: one pass per step with jadam's C++ kernel, as in :func:`adam` (constant β1 only).
 
     Example:
       >>> import jax.numpy as jnp
@@ -314,17 +331,25 @@ def nadamw(
             weight_decay,
             mask,
             nesterov=nesterov,
+            fused=fused,
             nu_dtype=nu_dtype,
             state_precision=state_precision,
         )
-    _check_momentum_decay_options(nesterov, eps_root, nu_dtype, state_precision)
+    _check_momentum_decay_options(
+        momentum_decay, nesterov, eps_root, nu_dtype, state_precision, fused
+    )
     check_non_negative_or_schedule("weight_decay", weight_decay)
     scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype)
     return with_learning_rate(learning_rate, scaling, optax.add_decayed_weights(weight_decay, mask))
 
 
 def _check_momentum_decay_options(
-    nesterov: bool, eps_root: Any, nu_dtype: Any, state_precision: Any
+    momentum_decay: Any,
+    nesterov: bool,
+    eps_root: Any,
+    nu_dtype: Any,
+    state_precision: Any,
+    fused: bool,
 ) -> None:
     """The options Dozat's momentum schedule (:func:`jadam.scale_by_nadam`) cannot honour."""
     if not nesterov:
@@ -336,3 +361,9 @@ def _check_momentum_decay_options(
         raise ValueError(f"eps_root must be 0 with a momentum_decay, got {eps_root!r}.")
     if (nu_dtype, state_precision) != (None, None):
         raise ValueError("momentum_decay does not support nu_dtype or state_precision yet.")
+    check_flag("fused", fused)
+    if fused:
+        raise ValueError(
+            f"fused=True does not support momentum_decay={momentum_decay!r} (the kernel runs "
+            "NAdam with a constant β1, momentum_decay=None); use fused=False for this option."
+        )

@@ -8,7 +8,7 @@ import jax
 import optax
 
 from jadam._alias import build_alias, with_learning_rate
-from jadam._family import init_state, step_moments
+from jadam._family import MomentStep, init_state, step_moments
 from jadam._primitives import bias_correction, normalize, update_infinity_norm
 from jadam._spec import StepSpec
 from jadam._storage import Moments, floor_denominator
@@ -69,7 +69,7 @@ def adamax_spec(b1: Any, b2: Any, eps: Any, **rest: Any) -> StepSpec:
 
 def scale_by_adamax_spec(spec: StepSpec, moments: Moments) -> optax.GradientTransformation:
     """:func:`scale_by_adamax` of a spec and a moment storage (the pure path of Algorithm 2)."""
-    b1, b2, eps = spec.b1, spec.b2, spec.eps
+    b1, b2 = spec.b1, spec.b2
 
     def init_fn(params):
         return init_state(moments, params, ScaleByAdamaxState)
@@ -81,12 +81,21 @@ def scale_by_adamax_spec(spec: StepSpec, moments: Moments) -> optax.GradientTran
     def update_fn(updates, state, params=None):
         del params
         step = step_moments(moments, updates, state, b1, update_nu=infinity_norm)
-        mu_hat = bias_correction(step.mu, b1, step.count)
-        scale = floor_denominator(step.nu, step.stored_nu, step.nu, root=False)
-        direction = normalize(mu_hat, scale, eps, like=updates)
+        direction = adamax_step_direction(spec, updates, step)
         return direction, ScaleByAdamaxState(step.count, step.stored_mu, step.stored_nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adamax_step_direction(spec: StepSpec, updates: Any, step: MomentStep) -> Any:
+    """Algorithm 2 line 9's m̂_t/(u_t + ε) from the new moments, in the updates' dtypes.
+
+    The pure path's step after :func:`jadam._family.step_moments` (and the fused kernel's
+    moments-only mode, see :func:`jadam._adam.adam_step_direction`).
+    """
+    mu_hat = bias_correction(step.mu, spec.b1, step.count)
+    scale = floor_denominator(step.nu, step.stored_nu, step.nu, root=False)
+    return normalize(mu_hat, scale, spec.eps, like=updates)
 
 
 def adamax(
@@ -111,7 +120,8 @@ def adamax(
     """
     spec = adamax_spec(b1, b2, eps, learning_rate=learning_rate)
     moments = Moments(state_precision, mu_dtype, nu_dtype, count=2)
-    return build_alias(spec, moments, scale_by_adamax_spec(spec, moments), fused=fused)
+    scaling = scale_by_adamax_spec(spec, moments)
+    return build_alias(spec, moments, scaling, fused=fused, direction=adamax_step_direction)
 
 
 def adamaxw(

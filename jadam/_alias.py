@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import optax
 
 from jadam import _validation
-from jadam._fused import fused_transformation
+from jadam._fused import UpdateFromMoments, fused_transformation
 from jadam._spec import StepSpec
 
 
@@ -29,16 +30,27 @@ def with_learning_rate(
 
 
 def build_alias(
-    spec: StepSpec, moments: Any, scaling: optax.GradientTransformation, *, fused: bool
+    spec: StepSpec,
+    moments: Any,
+    scaling: optax.GradientTransformation,
+    *,
+    fused: bool,
+    direction: Callable[[StepSpec, Any, Any], Any],
 ) -> optax.GradientTransformationExtraArgs:
     """chain(scaling, [decayed weights,] −learning rate) from ``spec``; fused if asked.
 
     ``fused=True`` gives a :class:`jadam.FusedTransformation` whose executor reads the same
-    ``spec`` and ``moments`` (and raises ``ValueError`` for options the kernel lacks).
+    ``spec`` and ``moments`` (and raises ``ValueError`` for options the kernel lacks), and
+    reuses ``direction(spec, updates, moment_step)`` (what ``scaling`` computes from the new
+    moments) and chain([decayed weights,] −learning rate) for the updates of its moments-only
+    kernel mode.
     """
     _validation.check_flag("fused", fused)
-    transforms = [scaling]
+    decay = []
     if spec.weight_decay is not None:
-        transforms.append(optax.add_decayed_weights(spec.weight_decay, spec.mask))
-    pure = with_learning_rate(spec.learning_rate, *transforms)
-    return fused_transformation(spec, moments, pure) if fused else pure
+        decay.append(optax.add_decayed_weights(spec.weight_decay, spec.mask))
+    pure = with_learning_rate(spec.learning_rate, scaling, *decay)
+    if not fused:
+        return pure
+    tail = with_learning_rate(spec.learning_rate, *decay)
+    return fused_transformation(spec, moments, pure, UpdateFromMoments(direction, tail))

@@ -1,11 +1,13 @@
-"""Fused Adam, AdamW and AdaMax: the whole tree in one pass per step, in place (``fused=True``).
+"""Fused Adam(W), AdaMax and NAdam(W): the whole tree in one pass per step (``fused=True``).
 
 XLA's CPU code for Adam makes about three passes over memory per leaf and one set of kernels
 per leaf. With ``fused=True`` a C++ kernel (:mod:`jadam._kernel`) updates the leaves in one
 custom call per group: it reads g, the stored m and v (and θ) once, decodes, updates and
 encodes the moments and writes θ (or the update, over the gradient's buffer) in the same pass,
-for float32, stochastically rounded bfloat16/float16 and block-wise 8-bit moments. Results are
-the pure path's (state bit for bit, see tests/test_fused.py).
+for float32, stochastically rounded bfloat16/float16 and block-wise 8-bit moments. ``update``
+with float32 moments writes m and v alone and leaves the update to XLA, with the pure path's
+own code, so that it fuses into ``optax.apply_updates`` (see :class:`KernelExecutor`). Results
+are the pure path's (state bit for bit, see tests/test_fused.py).
 
 Three separate decisions meet here: *what* the step computes (:class:`jadam._spec.StepSpec`),
 *how* the moments are stored (:class:`jadam._storage.Moments`), and *how* it executes: the
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,7 @@ import optax
 
 from jadam import _kernel, _packed, _primitives, _storage, _validation
 from jadam import _kernel_reference as reference
+from jadam._family import MomentStep
 from jadam._packed import PackedAdamState
 from jadam._precision import StochasticRounding
 from jadam._quantization import Blockwise8bit
@@ -68,13 +71,11 @@ def check_supported(spec: StepSpec, moments: _storage.Moments) -> None:
         )
 
     if spec.algorithm not in ("adam", "adamax"):
-        refuse("algorithm", spec.algorithm, "Adam, AdamW and AdaMax")
+        refuse("algorithm", spec.algorithm, "Adam, AdamW, AdaMax, NAdam and NAdamW")
     if spec.eps_form != "algorithm1":
         refuse("eps_form", spec.eps_form, "eps_form='algorithm1'")
     if spec.b1_decay is not None:
         refuse("b1_decay", spec.b1_decay, "a constant β1")
-    if spec.nesterov:
-        refuse("nesterov", spec.nesterov, "plain momentum")
     if callable(spec.weight_decay):
         refuse("weight_decay", spec.weight_decay, "a constant weight decay")
     if moments.storage is None:
@@ -84,6 +85,13 @@ def check_supported(spec: StepSpec, moments: _storage.Moments) -> None:
                 refuse(
                     name, dtype, "float32 moments or state_precision='bfloat16'/'float16'/'8bit'"
                 )
+
+
+def _kernel_algorithm(spec: StepSpec) -> int:
+    """The kernel's algorithm code: AdaMax, Adam, or Adam with Dozat's Nesterov step (NAdam)."""
+    if spec.algorithm == "adamax":
+        return _kernel.ADAMAX
+    return _kernel.NADAM if spec.nesterov else _kernel.ADAM
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,21 +168,44 @@ def _check_moment(name: str, path: str, stored: Any, grad: Any, storage: Any) ->
 # The executor.
 
 
+class UpdateFromMoments(NamedTuple):
+    """The pure path's update from new moments: ``direction(spec, updates, moment_step)`` (the
+    scaling's lines after the moments) and ``tail``, chain([decayed weights,] −learning rate)
+    with the state of the pure chain's elements after the scaling."""
+
+    direction: Callable[[StepSpec, Any, MomentStep], Any]
+    tail: optax.GradientTransformation
+
+
 class KernelExecutor:
     """Runs a :class:`StepSpec` with ``moments`` through the kernel, or ``pure`` where it cannot.
 
     ``pure`` is the unfused alias (chain of the scaling, [weight decay,] learning rate) built
     from the same spec; its state layout is the executor's, except that ``init`` packs float32
     and 16-bit moments into one vector each (:class:`jadam.PackedAdamState`) on one CPU device.
+
+    Kernel modes: ``apply_gradients`` writes θ, m and v in one pass. ``update`` with float32
+    moments (and ``from_moments`` given) runs the moments-only mode: the kernel writes m and v
+    in place, and XLA computes the updates from them with ``from_moments`` (the pure path's own
+    code, so the same bits), which fuses into ``optax.apply_updates``; no buffer is written for
+    the updates, so a gradient that is a non-donated argument of the jitted step is not copied.
+    ``update`` with 16-bit or 8-bit moments writes the updates over the gradients' buffers
+    (free when the gradients are computed inside the jitted step; a copy when they are a
+    non-donated argument).
     """
 
     def __init__(
-        self, spec: StepSpec, moments: _storage.Moments, pure: optax.GradientTransformation
+        self,
+        spec: StepSpec,
+        moments: _storage.Moments,
+        pure: optax.GradientTransformation,
+        from_moments: UpdateFromMoments | None = None,
     ):
         check_supported(spec, moments)
         self.spec, self.moments, self.pure = spec, moments, pure
+        self.from_moments = from_moments
         self.storage = moments.storage
-        self.algorithm = _kernel.ADAM if spec.algorithm == "adam" else _kernel.ADAMAX
+        self.algorithm = _kernel_algorithm(spec)
         self.has_decay = spec.weight_decay is not None and not (
             isinstance(spec.weight_decay, (int, float)) and spec.weight_decay == 0
         )
@@ -288,11 +319,15 @@ class KernelExecutor:
                 warn_fallback(reason)
             return self._pure(grads, state, params, apply)
         mu, nu = self._moment_lists(grads_all, scale_state, treedef, packed)
+        moments_only = not apply and self.from_moments is not None and self.storage is None
         flags = self._decay_flags(params, len(g_leaves))
+        if moments_only:  # the decay is XLA's, after the kernel
+            flags, p_leaves = (False,) * len(g_leaves), []
         kinds = [_kind(self.storage, jnp.dtype(m.dtype)) for m in mu]
         plan = _kernel.StepPlan(
             algorithm=self.algorithm,
             apply=apply,
+            moments_only=moments_only,
             safe=self.safe,
             packed=packed,
             leaves=tuple(
@@ -317,9 +352,7 @@ class KernelExecutor:
             out, mu, nu = _kernel.step_function(plan, warn_fallback)(
                 scalars, p_leaves, g_leaves, mu, nu
             )
-        return self._assemble(treedef, grads_all, index, out, mu, nu, count, state, packed)
 
-    def _assemble(self, treedef, grads_all, index, out, mu, nu, count, state, packed):
         def tree(values):
             full = list(grads_all)  # None where the gradient is None
             for i, x in zip(index, values, strict=True):
@@ -330,10 +363,21 @@ class KernelExecutor:
             scale_state = PackedAdamState(count=count, mu=mu[0], nu=nu[0])
         else:
             scale_state = state[0]._replace(count=count, mu=tree(mu), nu=tree(nu))
+        if moments_only:
+            if packed:
+                mu, nu = _packed.unpack(mu[0], g_leaves), _packed.unpack(nu[0], g_leaves)
+            return self._updates_from_moments(grads, state, params, scale_state, tree(mu), tree(nu))
         lr_state = state[-1]
         if callable(self.spec.learning_rate):
             lr_state = lr_state._replace(count=optax.safe_increment(lr_state.count))
         return tree(out), (scale_state, *state[1:-1], lr_state)
+
+    def _updates_from_moments(self, grads, state, params, scale_state, mu, nu):
+        """The updates from the kernel's new float32 moments, by the pure path's own code."""
+        step = MomentStep(scale_state.count, mu, nu, stored_mu=mu, stored_nu=nu)
+        direction = self.from_moments.direction(self.spec, grads, step)
+        updates, tail_state = self.from_moments.tail.update(direction, tuple(state[1:]), params)
+        return updates, (scale_state, *tail_state)
 
     def _pure(self, grads: Any, state: Any, params: Any, apply: bool) -> tuple[Any, Any]:
         updates, state = self.pure.update(grads, state, params)
@@ -360,8 +404,11 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
     """An optax transformation with a one-pass, in-place ``apply_gradients``.
 
     ``init`` and ``update`` behave as the unfused alias (same numbers; ``init`` may pack the
-    moments, see :class:`jadam.PackedAdamState`); ``update`` computes the updates and both
-    moments in one kernel pass and writes the updates over the gradients' buffers.
+    moments, see :class:`jadam.PackedAdamState`). ``update`` with float32 moments updates m
+    and v in place in one kernel pass and computes the updates from them with the pure path's
+    code (XLA fuses that into ``optax.apply_updates``; the updates are the pure path's bit for
+    bit); with 16-bit or 8-bit moments it computes the updates and both moments in one kernel
+    pass and writes the updates over the gradients' buffers.
     ``apply_gradients(params, grads, state) -> (new_params, new_state)`` equals ``update``
     followed by ``optax.apply_updates`` and writes θ, m and v in place: inside ``jax.jit``
     with params and state donated it moves 28 bytes per float32 parameter (float32 moments).
@@ -407,10 +454,18 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
 
 
 def fused_transformation(
-    spec: StepSpec, moments: _storage.Moments, pure: optax.GradientTransformation
+    spec: StepSpec,
+    moments: _storage.Moments,
+    pure: optax.GradientTransformation,
+    from_moments: UpdateFromMoments | None = None,
 ) -> FusedTransformation:
-    """The fused twin of ``pure`` (the unfused alias built from ``spec`` and ``moments``)."""
-    executor = KernelExecutor(spec, moments, pure)
+    """The fused twin of ``pure`` (the unfused alias built from ``spec`` and ``moments``).
+
+    ``from_moments``: how ``pure`` turns new moments into updates, for ``update``'s
+    moments-only kernel mode (see :class:`KernelExecutor`); None: ``update`` writes the
+    updates over the gradients.
+    """
+    executor = KernelExecutor(spec, moments, pure, from_moments)
     return FusedTransformation(executor.init, executor.update)
 
 

@@ -3,7 +3,9 @@
 ``jadam/csrc/fused_adam.cc`` is a C++ XLA FFI handler built at install time. One custom call
 updates a group of leaves in one pass: it decodes each leaf's stored moments (float32,
 stochastically rounded bfloat16/float16, or block-wise 8-bit), updates them, encodes them with
-the pure path's dither and writes the step, in place on aliased buffers. This module turns flat
+the pure path's dither and writes the step, in place on aliased buffers: the new parameters
+(apply mode), the update over the gradient's buffer (transform mode), or nothing but the float32
+moments (moments-only mode, where XLA computes the update). This module turns flat
 lists of leaves into such calls (per-leaf moments, or moments packed in one vector each) and
 gives the call pure-JAX rules for ``jax.vmap`` and differentiation
 (:mod:`jadam._kernel_reference`).
@@ -51,8 +53,11 @@ SCALARS = (
     "count_bits",
     "divisor",
     "half_floor",
+    "inverse_bias_correction1_next",
 )
-ADAM, ADAMAX = 0, 1
+# Algorithm codes; keep in sync with `enum Algorithm` in csrc/fused_adam.cc. NADAM is Adam's
+# moments with Dozat's Nesterov direction (jadam.nadam: scale_by_adam(nesterov=True)).
+ADAM, ADAMAX, NADAM = 0, 1, 2
 # Storage kinds of a leaf's moments; keep in sync with `enum Kind` in csrc/fused_adam.cc.
 FLOAT32, BFLOAT16, FLOAT16, BLOCKWISE8, BLOCKWISE8_NEAREST = range(5)
 _TINY_FLOAT16 = float(jnp.finfo(jnp.float16).smallest_subnormal)
@@ -102,7 +107,12 @@ class LeafPlan:
 
 @dataclasses.dataclass(frozen=True)
 class StepPlan:
-    """Everything static about one fused step (hashable: it keys the compiled step)."""
+    """Everything static about one fused step (hashable: it keys the compiled step).
+
+    ``apply``: write the new parameters; else, unless ``moments_only``, the updates (over the
+    gradients). ``moments_only`` (float32 moments, no weight decay in the kernel): write m and
+    v alone; the caller computes the update from them.
+    """
 
     algorithm: int
     apply: bool
@@ -110,6 +120,7 @@ class StepPlan:
     packed: bool
     leaves: tuple[LeafPlan, ...]
     storage: Any  # the StochasticRounding / Blockwise8bit object, or None (float32)
+    moments_only: bool = False
 
     def seed(self) -> int:
         return getattr(self.storage, "seed", 0)
@@ -157,14 +168,16 @@ def scalars(
         divisor = _primitives.one_minus_power(b2, count).astype(f32)
         bc1 = 1 / _primitives.one_minus_power(b1, count).astype(f32)
         bc2 = 1 / divisor
+        next_count = _primitives.increment(count)
+        bc1_next = 1 / _primitives.one_minus_power(b1, next_count).astype(f32)
     else:
-        divisor = bc1 = bc2 = jnp.ones([], f32)
+        divisor = bc1 = bc2 = bc1_next = jnp.ones([], f32)
     tiny = jnp.asarray(_TINY_FLOAT16, f32)
-    half_floor = jnp.sqrt(tiny / divisor) if algorithm == ADAM else tiny
+    half_floor = tiny if algorithm == ADAMAX else jnp.sqrt(tiny / divisor)
     count_bits = jax.lax.bitcast_convert_type(jnp.asarray(count).astype(jnp.uint32), f32)
     values = (
         b1, 1 - b1, b2, 1 - b2, bc1, bc2, eps, eps_root, -1 * learning_rate, weight_decay,
-        count_bits, divisor, half_floor,
+        count_bits, divisor, half_floor, bc1_next,
     )  # fmt: skip
     return jnp.stack([jnp.asarray(x, f32) for x in values])
 
@@ -173,13 +186,17 @@ def _call(plan, scalars, params, grads, mu, nu, offset, leaves):
     """One custom call over ``leaves``; mu/nu are one buffer per leaf, or one packed buffer.
 
     Outputs alias params (apply mode) or the gradients (transform mode: the updates are
-    written over them), and mu and nu.
+    written over them), then mu and nu; moments-only mode has mu and nu alone.
     """
     n, k = len(grads), len(mu)
     decay = any(x.decay for x in leaves)
     like = lambda xs: [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in xs]  # noqa: E731
-    result_shapes = [*like(grads), *like(mu), *like(nu)]
-    if plan.apply:  # operands: scalars, p, g, m, v; results: p, m, v
+    written = 0 if plan.moments_only else n
+    result_shapes = [*like(grads[:written]), *like(mu), *like(nu)]
+    if plan.moments_only:  # operands: scalars, g, m, v; results: m, v
+        operands = (scalars, *grads, *mu, *nu)
+        aliases = {1 + n + i: i for i in range(2 * k)}
+    elif plan.apply:  # operands: scalars, p, g, m, v; results: p, m, v
         operands = (scalars, *params, *grads, *mu, *nu)
         aliases = {1 + i: i for i in range(n)}
         aliases |= {1 + 2 * n + i: n + i for i in range(2 * k)}
@@ -191,12 +208,14 @@ def _call(plan, scalars, params, grads, mu, nu, offset, leaves):
         *operands,
         algorithm=np.int32(plan.algorithm),
         apply=np.int32(plan.apply),
+        moments_only=np.int32(plan.moments_only),
         safe_divide=np.int32(plan.safe),
         packed=np.int32(plan.packed),
         offset=np.int64(offset),
         leaf_info=leaf_info(plan, leaves),
     )
-    return list(results[:n]), list(results[n : n + k]), list(results[n + k :])
+    results = list(results)
+    return results[:written], results[written : written + k], results[written + k :]
 
 
 def _groups(n: int, per_call: int) -> list[tuple[int, int]]:
@@ -263,7 +282,7 @@ def _impl(*flat, plan, sizes, on_fallback):
 def _abstract_eval(*flat, plan, sizes, on_fallback):
     del on_fallback
     _, params, grads, mu, nu = (flat[0], *_split(flat[1:], sizes))
-    written = params if plan.apply else grads
+    written = params if plan.apply else [] if plan.moments_only else grads
     return [jax.core.ShapedArray(x.shape, x.dtype) for x in (*written, *mu, *nu)]
 
 
@@ -302,7 +321,8 @@ def step_function(plan: StepPlan, on_fallback):
 
     ``on_fallback(reason)`` is called (at trace time) when a rule replaces the kernel.
     Arguments: (scalars, params, grads, mu, nu), each of the last four a list of arrays
-    (packed mu/nu: a list of one vector); results: (written, mu, nu), three lists.
+    (packed mu/nu: a list of one vector); results: (written, mu, nu), three lists (written:
+    new params, updates, or empty with ``plan.moments_only``).
     """
 
     def step(scalars, params, grads, mu, nu):

@@ -47,7 +47,7 @@ def _leaf(plan, leaf, scalars, p, g, m_stored, v_stored):
     m = _decode(m_stored, leaf, g.shape, signed=True)
     v = _decode(v_stored, leaf, g.shape, signed=False)
     m = value("b1") * m + value("one_minus_b1") * g
-    if plan.algorithm == _kernel.ADAM:
+    if plan.algorithm != _kernel.ADAMAX:
         v = value("b2") * v + value("one_minus_b2") * (g * g)
         s = jnp.sqrt(v * value("inverse_bias_correction2") + value("eps_root"))
     else:
@@ -59,9 +59,14 @@ def _leaf(plan, leaf, scalars, p, g, m_stored, v_stored):
         s = jnp.maximum(s, value("half_floor"))
     elif leaf.kind != _kernel.FLOAT32 and leaf.kind != _kernel.BFLOAT16:
         s = _storage.floor_denominator(
-            s, new_v, v, value("divisor"), root=plan.algorithm == _kernel.ADAM
+            s, new_v, v, value("divisor"), root=plan.algorithm != _kernel.ADAMAX
         )
-    m_hat = m * value("inverse_bias_correction1")
+    if plan.algorithm == _kernel.NADAM:  # Dozat's β1·m/(1 − β1^(t+1)) + (1 − β1)·g/(1 − β1^t)
+        g_hat = g * value("inverse_bias_correction1")
+        m_hat = value("b1") * (m * value("inverse_bias_correction1_next"))
+        m_hat = m_hat + value("one_minus_b1") * g_hat
+    else:
+        m_hat = m * value("inverse_bias_correction1")
     direction = _primitives.step_direction(m_hat, s, value("eps"), safe=plan.safe)
     if leaf.decay:
         direction = direction + value("weight_decay") * p
@@ -95,6 +100,7 @@ def step(plan, scalars, params, grads, mu, nu):
         outputs.append(out)
         new_mu.append(m)
         new_nu.append(v)
+    outputs = [] if plan.moments_only else outputs
     if plan.packed:
         return outputs, [_pack(new_mu, mu[0])], [_pack(new_nu, nu[0])]
     return outputs, new_mu, new_nu

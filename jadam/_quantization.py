@@ -38,6 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jadam._precision import check_same_shape, dither_bits, map_with_stream, unit_uniform
 
@@ -71,12 +72,6 @@ def unpack(packed: jax.Array) -> tuple[jax.Array, jax.Array]:
     codes = packed[:, :-SCALE_BYTES]
     scales = jax.lax.bitcast_convert_type(packed[:, -SCALE_BYTES:], jnp.float32)
     return codes, scales
-
-
-def pack(codes: jax.Array, scales: jax.Array) -> jax.Array:
-    """The inverse of :func:`unpack`."""
-    scale_bytes = jax.lax.bitcast_convert_type(scales.astype(jnp.float32), jnp.uint8)
-    return jnp.concatenate([codes.astype(jnp.uint8), scale_bytes], axis=1)
 
 
 def packed_shape(size: int, block_size: int) -> tuple[int, int]:
@@ -133,9 +128,9 @@ def code_values(signed: bool) -> np.ndarray:
     return np.where(np.arange(256) >= 128, -magnitude, magnitude) if signed else magnitude
 
 
-def _blocks(x: jax.Array, block_size: int) -> jax.Array:
-    """``x`` flattened, zero-padded and reshaped to (num_blocks, block_size), as float32."""
-    x = jnp.asarray(x, jnp.float32).reshape(-1)
+def _blocks(x: jax.Array, block_size: int, dtype: Any = jnp.float32) -> jax.Array:
+    """``x`` flattened, zero-padded and reshaped to (num_blocks, block_size), as ``dtype``."""
+    x = jnp.asarray(x, dtype).reshape(-1)
     num_blocks = max(1, math.ceil(x.size / block_size))
     return jnp.pad(x, (0, num_blocks * block_size - x.size)).reshape(num_blocks, block_size)
 
@@ -143,13 +138,31 @@ def _blocks(x: jax.Array, block_size: int) -> jax.Array:
 def block_absmax(x: jax.Array, block_size: int, *, signed: bool = True) -> jax.Array:
     """The float32 absmax of each block of ``x``: the scales :func:`quantize` stores.
 
-    Computed as max(max x, −min x) (just max x when ``signed`` is False: x ≥ 0), not as
-    max |x|: XLA then keeps x itself in memory for the reduction and the encoding reads it
-    back, instead of storing |x| and recomputing x (decoding the old codes) for the encoding.
+    Computed as max(max x, −min x). For x ≥ 0 (the unsigned code, ``signed=False``) that is
+    max x: −min x ≤ −0 and XLA's max gives +0 on a tie of +0 with −0 and the quiet NaN on a
+    NaN, so one formula serves both codes (``signed`` is accepted and ignored).
+
+    Both extremes come from one ``lax.reduce`` with a two-operand body over the full blocks
+    (a reshape of x) and, apart, over the zero-padded last block, rather than from
+    ``jnp.max``/``jnp.min`` over a padded copy: XLA's CPU backend hands a plain max or min
+    reduction to a library kernel that needs its input in memory, and does not vectorise a
+    loop with a bounds check per value, so x (decoded and updated moments) would be written
+    to a float32 temporary (a page fault per 4 KiB every step, see
+    benchmarks/pure_path_profile.py). This reduce fuses with, and recomputes, the arithmetic
+    that produces x, in a vectorised loop.
     """
-    blocks = _blocks(x, block_size)
-    largest = jnp.max(blocks, axis=1)
-    return jnp.maximum(largest, -jnp.min(blocks, axis=1)) if signed else largest
+    del signed
+    x = jnp.asarray(x, jnp.float32).reshape(-1)
+    parts = [part for _, part in _split(x, block_size)]
+    largest, smallest = zip(*(_extremes(part) for part in parts), strict=True)
+    return lax.max(jnp.concatenate(largest), lax.neg(jnp.concatenate(smallest)))
+
+
+def _extremes(blocks: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(max, min) of each row of ``blocks``, in one two-operand reduce."""
+    both = lambda a, b: (lax.max(a[0], b[0]), lax.min(a[1], b[1]))  # noqa: E731
+    inits = (np.float32(-np.inf), np.float32(np.inf))
+    return lax.reduce((blocks, blocks), inits, both, (1,))
 
 
 def quantize(
@@ -171,15 +184,49 @@ def quantize(
     >>> packed = quantize(jnp.array([0.5, -1.0, 0.25]), signed=True, block_size=2)
     >>> packed.shape, unpack(packed)[1]
     ((2, 6), Array([1.  , 0.25], dtype=float32))
+
+    The packed leaf is written in place by dynamic-update-slices (codes of the full blocks,
+    of the last block, then the scales' bytes) into a buffer filled with a value that depends
+    on the scales: XLA fuses each update with the loop computing it and writes the leaf
+    without a codes temporary or a concatenate pass; a constant fill would let XLA turn the
+    updates into a padded loop (not vectorised), and the data dependency lets the buffer be
+    the donated state's own (no copy into it).
     """
-    blocks = _blocks(x, block_size)
-    scales = block_absmax(x, block_size, signed=signed)
+    x = jnp.asarray(x, jnp.float32).reshape(-1)
+    scales = block_absmax(x, block_size)
+    num_blocks = scales.shape[0]
     factor = jnp.float32(largest_code(signed)) / jnp.where(scales > 0, scales, 1)
-    normalized = jnp.abs(blocks) * factor[:, None]
-    code = _encode_magnitude(normalized, signed, bits)
+    fill = lax.convert_element_type(scales[0] > 0, jnp.uint8)  # every byte is overwritten
+    packed = lax.optimization_barrier(
+        jnp.broadcast_to(fill, (num_blocks, block_size + SCALE_BYTES))
+    )
+    for row, part in _split(x, block_size):
+        rows = slice(row, row + part.shape[0])
+        codes = _codes(part, factor[rows], signed, None if bits is None else bits[rows])
+        packed = lax.dynamic_update_slice(packed, codes, (row, 0))
+    scale_bytes = lax.bitcast_convert_type(scales, jnp.uint8)
+    return lax.dynamic_update_slice(packed, scale_bytes, (0, block_size))
+
+
+def _split(x: jax.Array, block_size: int) -> list[tuple[int, jax.Array]]:
+    """(first row, blocks) of the full blocks of 1-D ``x`` and of its zero-padded last block.
+
+    The full blocks are a reshape of x, without a bounds check per value (XLA vectorises the
+    loops over them); only the last, partial block is padded.
+    """
+    full = x.size // block_size
+    parts = [(0, x[: full * block_size].reshape(full, block_size))] if full else []
+    if full * block_size < x.size or not x.size:
+        parts.append((full, _blocks(x[full * block_size :], block_size)))
+    return parts
+
+
+def _codes(blocks: jax.Array, factor: jax.Array, signed: bool, bits: Any) -> jax.Array:
+    """uint8 codes of ``blocks`` (rows of values) given each row's largest_code/absmax."""
+    code = _encode_magnitude(jnp.abs(blocks) * factor[:, None], signed, bits)
     if signed:
         code = code | jnp.where(blocks < 0, 128, 0)
-    return pack(code.astype(jnp.uint8), scales)
+    return code.astype(jnp.uint8)
 
 
 def dequantize(packed: jax.Array, *, signed: bool, shape: tuple[int, ...]) -> jax.Array:

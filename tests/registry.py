@@ -80,6 +80,11 @@ FUSED = {
     "adamw": lambda fused: jadam.adamw(1e-2, weight_decay=0.1, fused=fused),
     "adamax": lambda fused: jadam.adamax(1e-2, fused=fused),
     "adamax_eps0": lambda fused: jadam.adamax(1e-2, eps=0.0, fused=fused),
+    "nadam": lambda fused: jadam.nadam(1e-2, fused=fused),
+    "nadam_no_bias_correction": lambda fused: jadam.adam(
+        1e-2, nesterov=True, bias_correction=False, fused=fused
+    ),
+    "nadamw": lambda fused: jadam.nadamw(1e-2, eps=0.0, weight_decay=0.1, fused=fused),
 }
 
 PRECISIONS = {
@@ -89,17 +94,25 @@ PRECISIONS = {
     "8bit": jadam.Blockwise8bit(block_size=64, min_size=100),  # (7,) and (3, 5) stay float32
     "8bit_nearest": jadam.Blockwise8bit(block_size=100, min_size=0, stochastic=False),
 }
-FUSED_WITH_PRECISION = {
-    "adam": lambda fused, sp: jadam.adam(1e-2, fused=fused, state_precision=sp),
-    "adamw_masked": lambda fused, sp: jadam.adamw(
+
+
+def _masked_decay(alias):
+    """``alias`` (adamw, nadamw) with a learning-rate schedule and decay on matrices only."""
+    return lambda fused, sp: alias(
         optax.linear_schedule(1e-2, 1e-3, 4),
         weight_decay=0.1,
         fused=fused,
         state_precision=sp,
         mask=lambda p: [x.ndim > 1 for x in p],
-    ),
+    )
+
+
+FUSED_WITH_PRECISION = {
+    "adam": lambda fused, sp: jadam.adam(1e-2, fused=fused, state_precision=sp),
+    "adamw_masked": _masked_decay(jadam.adamw),
     "adamax": lambda fused, sp: jadam.adamax(1e-2, fused=fused, state_precision=sp),
     "adam_eps0": lambda fused, sp: jadam.adam(1e-2, eps=0.0, fused=fused, state_precision=sp),
+    "nadamw_masked": _masked_decay(jadam.nadamw),
 }
 
 SMALL_8BIT = jadam.Blockwise8bit(block_size=64, min_size=256)
@@ -159,7 +172,7 @@ def _wrapped() -> dict:
     """The fused kernel, each state precision, skip_nonfinite and chains, over the tables above."""
     fused = {  # the other FUSED entries change only the arithmetic test_fused.py pins bit for bit
         f"fused-{name}": functools.partial(FUSED[name], True)
-        for name in ("adam", "adam_schedule", "adamw", "adamax")
+        for name in ("adam", "adam_schedule", "adamw", "adamax", "nadamw")
     }
     fused_precision = {
         f"fused-adam-{name}": functools.partial(FUSED_WITH_PRECISION["adam"], True, precision)

@@ -10,6 +10,7 @@ bit and the step to within a few float32 ulps of the update.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -199,12 +200,12 @@ def test_chain_with_optax_and_no_retrace():
     [
         (lambda: jadam.adam(1e-2, mu_dtype=jnp.bfloat16, fused=True), "mu_dtype"),
         (lambda: jadam.adam(1e-2, nu_dtype=jnp.float16, fused=True), "nu_dtype"),
-        (lambda: jadam.adam(1e-2, nesterov=True, fused=True), "nesterov"),
+        (lambda: jadam.nadam(1e-2, momentum_decay=0.004, fused=True), "momentum_decay"),
         (lambda: jadam.adam(1e-2, eps_form="eps_hat", fused=True), "eps_form"),
         (lambda: jadam.adam(1e-2, b1_decay=0.9, fused=True), "b1_decay"),
         (lambda: jadam.adamw(1e-2, weight_decay=lambda count: 0.1, fused=True), "weight_decay"),
     ],
-    ids=["mu_dtype", "nu_dtype", "nesterov", "eps_form", "b1_decay", "weight_decay_schedule"],
+    ids=["mu_dtype", "nu_dtype", "momentum_decay", "eps_form", "b1_decay", "weight_decay_schedule"],
 )
 def test_options_outside_the_kernel_are_refused_at_construction(make, option):
     with pytest.raises(ValueError, match=rf"fused=True does not support {option}="):
@@ -358,6 +359,28 @@ def test_packed_state_under_vmap_matches_the_unfused_step():
     chex.assert_trees_all_close(u_f, u_p, rtol=1e-6)
 
 
+@pytest.mark.parametrize("precision", ["float32", "8bit"])
+def test_nadamw_under_vmap_runs_the_transcription_and_matches_the_pure_path(precision):
+    """NAdam's direction in the jnp transcription (what replaces the kernel under vmap)."""
+    sp = PRECISIONS[precision]
+    fused, pure = (
+        jadam.nadamw(1e-2, weight_decay=0.1, fused=f, state_precision=sp) for f in (True, False)
+    )
+    shapes = [(25, 16), (7,)]
+    params = [jnp.linspace(-1, 1, 400).reshape(shapes[0]), jnp.ones(shapes[1])]
+    first, *batch = _gradients(shapes, steps=3, seed=9)  # one step, then a batch of two
+    grads = [jnp.stack(g) for g in zip(*batch, strict=True)]
+    state_f = fused.update(first, fused.init(params), params)[1]
+    state_p = pure.update(first, pure.init(params), params)[1]
+    with pytest.warns(jadam.FusedFallbackWarning, match="vmap"):
+        u_f, s_f = jax.vmap(lambda g: fused.update(g, state_f, params))(grads)
+    u_p, s_p = jax.vmap(lambda g: pure.update(g, state_p, params))(grads)
+    for i in range(2):
+        state = jax.tree.map(lambda x, i=i: x[i], s_f)
+        _assert_bitwise(fused.unpack_state(state, params), jax.tree.map(lambda x, i=i: x[i], s_p))
+    chex.assert_trees_all_close(u_f, u_p, rtol=1e-6, atol=1e-9)
+
+
 def test_packed_state_rejects_a_different_gradient_tree():
     fused = jadam.adam(1e-2, fused=True)
     state = fused.init({"w": jnp.zeros((2, 3))})
@@ -417,6 +440,51 @@ def test_every_precision_matches_the_pure_path_bit_for_bit(algorithm, precision)
             _assert_bitwise(fused.unpack_state(state, params_p), state_p)
         for got in (params_f, params_s):
             chex.assert_trees_all_close(got, params_p, rtol=1e-6, atol=3e-7)
+
+
+def _standard_step(tx):
+    """The standard path as Flax calls it: update + apply_updates, params and state donated."""
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+@pytest.mark.parametrize("layout", ["per_leaf", "packed"])
+@pytest.mark.parametrize("algorithm", ["adam", "adamw_masked", "adamax"])
+def test_float32_update_writes_only_the_moments_and_equals_the_pure_path(algorithm, layout):
+    """update's moments-only mode: updates, params and state bit for bit, in optax.chain."""
+    make = FUSED_WITH_PRECISION[algorithm]
+
+    def chained(fused):
+        return optax.chain(optax.clip_by_global_norm(1.0), make(fused, None))
+
+    fused, pure, inner = chained(True), chained(False), make(True, None)
+    rng = np.random.default_rng(6)
+    params = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in SHAPES]
+    state_p = pure.init(params)
+    state_f = fused.init(params) if layout == "packed" else _copy(state_p)
+    assert isinstance(state_f[1][0], jadam.PackedAdamState) == (layout == "packed")
+    grads = _gradients(SHAPES, steps=3, seed=7)
+    step_f, step_p = _standard_step(fused), _standard_step(pure)
+    update_f = jax.jit(fused.update, donate_argnums=(1,))
+    update_p = jax.jit(pure.update)
+    hlo = step_f.lower(params, state_f, grads[0]).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY") :]
+    assert "moments_only = 1" in entry and "moments_only = 0" not in entry
+    copies = re.findall(r"= f32\[(\S*)\]\S* copy\(", entry)
+    assert copies == []  # the non-donated gradients are read, never copied
+    params_f = _copy(params)
+    for g in grads:
+        updates_f, _ = update_f(g, _copy(state_f), params_f)
+        updates_p, _ = update_p(g, state_p, params)
+        _assert_bitwise(updates_f, updates_p)
+        params_f, state_f = step_f(params_f, state_f, g)
+        params, state_p = step_p(params, state_p, g)
+        _assert_bitwise(params_f, params)
+        _assert_bitwise((state_f[0], inner.unpack_state(state_f[1], params)), state_p)
 
 
 def test_dither_keys_are_the_pure_path_s():

@@ -1,11 +1,13 @@
-// One-pass multi-tensor Adam / AdamW / AdaMax step for XLA on CPU (jadam's `fused=True`).
+// One-pass multi-tensor Adam / AdamW / AdaMax / NAdam step for XLA on CPU (`fused=True`).
 //
 // A single XLA FFI custom call updates a group of leaves of a parameter tree: for each leaf it
 // reads the gradient g, the stored first moment m, the stored second moment v (AdaMax: the
 // infinity norm u) and, when needed, the parameter p once; decodes the moments to float32,
 // updates them, encodes them back and writes either the new parameter (apply mode) or the
 // update (transform mode, written over the gradient's buffer) in the same pass. Outputs alias
-// inputs (`input_output_aliases` on donated buffers), so the step runs in place.
+// inputs (`input_output_aliases` on donated buffers), so the step runs in place. In moments-only
+// mode (`moments_only`, float32 moments) it writes m and v alone and XLA computes the update
+// from them (see MomentsRange).
 //
 // Moments are stored per leaf as one of (see jadam/_storage.py, _precision.py, _quantization.py):
 //   float32;
@@ -67,10 +69,12 @@ enum Scalar : int {
   kCountBits,     // the step count t, its uint32 bits (the dither's time index)
   kDivisor,       // 1 − β2^t (1 without bias correction): the 8-bit floor's divisor
   kHalfFloor,     // the denominator floor of a float16 v: √(tiny/(1 − β2^t)), AdaMax: tiny
+  kInvBiasCorr1Next,  // 1 / (1 − β1^(t+1)) (NAdam's momentum term)
   kNumScalars,
 };
 
-enum Algorithm : int32_t { kAdam = 0, kAdamax = 1 };
+// NAdam: Adam's moments, Dozat's Nesterov direction (jadam.nadam, scale_by_adam(nesterov=True)).
+enum Algorithm : int32_t { kAdam = 0, kAdamax = 1, kNadam = 2 };
 // Storage kinds; keep in sync with jadam/_kernel.py.
 enum Kind : int { kF32 = 0, kBF16 = 1, kF16 = 2, kQ8 = 3 };
 constexpr size_t kInfoFields = 5;  // kind, block, decay, key_m, key_v
@@ -78,6 +82,7 @@ constexpr size_t kInfoFields = 5;  // kind, block, decay, key_m, key_v
 struct Coefficients {
   float b1, omb1, b2, omb2, ibc1, ibc2, eps, eps_root, neg_lr, wd, divisor, half_floor;
   uint32_t count;
+  float ibc1_next;
 };
 
 // One leaf. In transform mode `g` is the output buffer of the update: it holds the gradient
@@ -236,7 +241,7 @@ template <int32_t kAlgo, bool kFma>
 JADAM_ALWAYS_INLINE inline NewMoments UpdateMoments(float g, float m, float v,
                                                     const Coefficients& c) {
   const float mi = MulAdd<kFma>(m, c.b1, g * c.omb1);
-  if constexpr (kAlgo == kAdam) {
+  if constexpr (kAlgo != kAdamax) {
     return {mi, MulAdd<kFma>(v, c.b2, (g * g) * c.omb2)};
   } else {
     return {mi, NanMax(v * c.b2, std::fabs(g))};
@@ -249,7 +254,7 @@ template <int32_t kAlgo, bool kFma>
 JADAM_ALWAYS_INLINE inline NewMoments UpdateDecodedMoments(float g, float m, float v,
                                                            const Coefficients& c) {
   const float mi = MulAdd<kFma>(g, c.omb1, m * c.b1);
-  if constexpr (kAlgo == kAdam) {
+  if constexpr (kAlgo != kAdamax) {
     return {mi, MulAdd<kFma>(g * g, c.omb2, v * c.b2)};
   } else {
     return {mi, NanMax(v * c.b2, std::fabs(g))};
@@ -257,17 +262,30 @@ JADAM_ALWAYS_INLINE inline NewMoments UpdateDecodedMoments(float g, float m, flo
 }
 
 // m̂ / (max(s, floor) + ε), s = √(v̂ + ε_root) (Adam) or u (AdaMax); 0/0 → 0 when kSafe.
-template <int32_t kAlgo, bool kSafe, bool kFloor, bool kFma>
-JADAM_ALWAYS_INLINE inline float Direction(float m, float v, float floor, const Coefficients& c) {
+// NAdam's m̂ is β1·m/(1 − β1^(t+1)) + (1 − β1)·g/(1 − β1^t), as jadam._family computes it;
+// XLA contracts the first product with float32 moments, the second with 16-bit or 8-bit ones.
+template <int32_t kAlgo, bool kSafe, bool kFloor, bool kFma, bool kF32Moments>
+JADAM_ALWAYS_INLINE inline float Direction(float m, float v, float g, float floor,
+                                           const Coefficients& c) {
   float s;
-  if constexpr (kAlgo == kAdam) {
+  if constexpr (kAlgo != kAdamax) {
     s = std::sqrt(MulAdd<kFma>(v, c.ibc2, c.eps_root));
   } else {
     s = v;
   }
   if constexpr (kFloor) s = NanMax(s, floor);
   const float denom = s + c.eps;
-  const float q = (m * c.ibc1) / denom;
+  float m_hat;
+  if constexpr (kAlgo == kNadam) {
+    if constexpr (kF32Moments) {
+      m_hat = MulAdd<kFma>(c.b1, m * c.ibc1_next, c.omb1 * (g * c.ibc1));
+    } else {
+      m_hat = MulAdd<kFma>(c.omb1, g * c.ibc1, c.b1 * (m * c.ibc1_next));
+    }
+  } else {
+    m_hat = m * c.ibc1;
+  }
+  const float q = m_hat / denom;
   if constexpr (kSafe) return (denom != 0.0f) ? q : 0.0f;
   return q;
 }
@@ -303,7 +321,8 @@ JADAM_ALWAYS_INLINE inline void ElementBody(const Leaf& leaf, size_t begin, size
       const NewMoments x = UpdateMoments<kAlgo, kFma>(g[j], S::Load(m[j]), S::Load(v[j]), c);
       m[j] = S::Store(x.m, Dither(base_m, j));
       v[j] = S::Store(x.v, Dither(base_v, j));
-      const float d = Direction<kAlgo, kSafe, kKind == kF16, kFma>(x.m, x.v, c.half_floor, c);
+      const float d = Direction<kAlgo, kSafe, kKind == kF16, kFma, kKind == kF32>(
+          x.m, x.v, g[j], c.half_floor, c);
       WriteStep<kApply, kDecay, kFma>(d, g, p, j, c);
     }
   }
@@ -527,7 +546,7 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     const float v_encode = LargestCode<false>() / (v_scale > 0.0f ? v_scale : 1.0f);
     const float resolution = kSmallestCode * v_scale;
     float floor;
-    if constexpr (kAlgo == kAdam) {
+    if constexpr (kAlgo != kAdamax) {
       floor = std::sqrt(resolution / c.divisor);
     } else {
       floor = resolution;
@@ -544,7 +563,8 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     float* __restrict gb_out = g + base;
     float* __restrict pb = p == nullptr ? nullptr : p + base;
     for (uint32_t j = 0; j < count; ++j) {
-      const float d = Direction<kAlgo, kSafe, true, kFma>(new_m[j], new_v[j], floor, c);
+      const float d =
+          Direction<kAlgo, kSafe, true, kFma, false>(new_m[j], new_v[j], gb_out[j], floor, c);
       WriteStep<kApply, kDecay, kFma>(d, gb_out, pb, j, c);
     }
     std::memset(m_row + count, 0, block - count);  // padding encodes as code 0
@@ -552,6 +572,52 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     std::memcpy(m_row + block, &m_scale, 4);
     std::memcpy(v_row + block, &v_scale, 4);
   }
+}
+
+// ------------------------------------------------------------------------------------------
+// Moments-only mode, float32 moments: m and v in place and nothing else (20 bytes per value).
+// The update is then XLA's, from the new m and v with the pure path's expressions, so it fuses
+// into optax.apply_updates' sum and needs no buffer of its own (`g` is read only here).
+
+template <int32_t kAlgo, bool kFma>
+JADAM_ALWAYS_INLINE inline void MomentsBody(const Leaf& leaf, size_t begin, size_t end,
+                                            const Coefficients& coefficients) {
+  const Coefficients c = coefficients;  // see Body
+  const float* __restrict g = leaf.g + begin;
+  float* __restrict m = static_cast<float*>(leaf.m) + begin;
+  float* __restrict v = static_cast<float*>(leaf.v) + begin;
+  for (size_t j = 0; j < end - begin; ++j) {
+    const NewMoments x = UpdateMoments<kAlgo, kFma>(g[j], m[j], v[j], c);
+    m[j] = x.m;
+    v[j] = x.v;
+  }
+}
+
+template <int32_t kAlgo>
+void MomentsRangeBase(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
+  MomentsBody<kAlgo, false>(leaf, begin, end, c);
+}
+
+#if JADAM_X86_DISPATCH
+template <int32_t kAlgo>
+__attribute__((target("avx2,fma"))) void MomentsRangeAvx2(const Leaf& leaf, size_t begin,
+                                                          size_t end, const Coefficients& c) {
+  MomentsBody<kAlgo, true>(leaf, begin, end, c);
+}
+#endif
+
+template <int32_t kAlgo>
+RangeFn SelectMomentsRange() {
+#if JADAM_X86_DISPATCH
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return &MomentsRangeAvx2<kAlgo>;
+  }
+#endif
+  return &MomentsRangeBase<kAlgo>;
+}
+
+RangeFn MomentsRange(int32_t algorithm) {
+  return algorithm == kAdam ? SelectMomentsRange<kAdam>() : SelectMomentsRange<kAdamax>();
 }
 
 // ------------------------------------------------------------------------------------------
@@ -641,6 +707,10 @@ RangeFn Select(int32_t algorithm, bool apply, bool decay, bool safe, int kind) {
   if (algorithm == kAdam) {
     return apply ? SelectDecay<kAdam, true>(decay, safe, kind)
                  : SelectDecay<kAdam, false>(decay, safe, kind);
+  }
+  if (algorithm == kNadam) {
+    return apply ? SelectDecay<kNadam, true>(decay, safe, kind)
+                 : SelectDecay<kNadam, false>(decay, safe, kind);
   }
   return apply ? SelectDecay<kAdamax, true>(decay, safe, kind)
                : SelectDecay<kAdamax, false>(decay, safe, kind);
@@ -747,20 +817,23 @@ size_t StoredBytes(int kind, size_t size, size_t block) {
 
 ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
                          ffi::RemainingArgs args, ffi::RemainingRets rets, int32_t algorithm,
-                         int32_t apply, int32_t safe_divide, int32_t packed, int64_t offset,
-                         ffi::Span<const int64_t> leaf_info) {
+                         int32_t apply, int32_t moments_only, int32_t safe_divide,
+                         int32_t packed, int64_t offset, ffi::Span<const int64_t> leaf_info) {
   if (scalars.element_count() != kNumScalars) return Invalid("wrong number of scalars");
-  if (algorithm != kAdam && algorithm != kAdamax) return Invalid("unknown algorithm");
+  if (algorithm < kAdam || algorithm > kNadam) return Invalid("unknown algorithm");
   if (leaf_info.size() % kInfoFields != 0) return Invalid("malformed leaf_info");
   const size_t n = leaf_info.size() / kInfoFields;
   bool any_decay = false;
   for (size_t i = 0; i < n; ++i) any_decay |= leaf_info[i * kInfoFields + 2] != 0;
   // Apply mode:      args = p[n], g[n], m, v            rets = p[n], m, v
   // Transform mode:  args = g[n], m, v [, p[n]]         rets = u[n] (aliasing g), m, v
+  // Moments only:    args = g[n], m, v                  rets = m, v (float32)
   // where m and v are n buffers, or one each when packed.
+  if (moments_only && (apply || any_decay)) return Invalid("moments_only writes m and v only");
   const size_t moments = packed ? 1 : n;
   const size_t leaf_kinds = apply ? 2 : (any_decay ? 2 : 1);
-  if (args.size() != leaf_kinds * n + 2 * moments || rets.size() != n + 2 * moments ||
+  const size_t written = moments_only ? 0 : n;  // results before m
+  if (args.size() != leaf_kinds * n + 2 * moments || rets.size() != written + 2 * moments ||
       offset < 0) {
     return Invalid("operand counts do not match");
   }
@@ -773,7 +846,7 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   work->coef = Coefficients{s[kB1],       s[kOneMinusB1], s[kB2],      s[kOneMinusB2],
                             s[kInvBiasCorr1], s[kInvBiasCorr2], s[kEps], s[kEpsRoot],
                             s[kNegLr],    s[kWeightDecay], s[kDivisor], s[kHalfFloor],
-                            count_bits};
+                            count_bits,  s[kInvBiasCorr1Next]};
 
   // An output that aliases its input (the normal case: XLA honours input_output_aliases)
   // is updated in place; otherwise the input is copied into it first.
@@ -806,8 +879,8 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     auto m_in = args.get<ffi::AnyBuffer>(m_arg);
     if (!m_in.has_value()) return m_in.error();
     packed_bytes = m_in->size_bytes();
-    JADAM_TRY(m, inout(m_arg, n, StoredType(kind), packed_bytes));
-    JADAM_TRY(v, inout(m_arg + 1, n + 1, StoredType(kind), packed_bytes));
+    JADAM_TRY(m, inout(m_arg, written, StoredType(kind), packed_bytes));
+    JADAM_TRY(v, inout(m_arg + 1, written + 1, StoredType(kind), packed_bytes));
     packed_m = static_cast<uint8_t*>(*m);
     packed_v = static_cast<uint8_t*>(*v);
   }
@@ -824,7 +897,13 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     if (!g_in.has_value()) return g_in.error();
     leaf.size = g_in->element_count();
     const size_t bytes = leaf.size * 4;
-    if (apply) {
+    if (moments_only) {
+      if (kind != kF32 || g_in->element_type() != ffi::DataType::F32) {
+        return Invalid("moments_only needs float32 moments and gradients");
+      }
+      leaf.g = static_cast<float*>(const_cast<void*>(g_in->untyped_data()));  // read only
+      leaf.p = nullptr;
+    } else if (apply) {
       JADAM_TRY(p, inout(i, i, ffi::DataType::F32, bytes));
       if (g_in->element_type() != ffi::DataType::F32) {
         return Invalid("a gradient's dtype does not match");
@@ -854,15 +933,16 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
       if (at * width > packed_bytes) return Invalid("leaves exceed the packed moments");
     } else {
       const size_t stored = StoredBytes(kind, leaf.size, block);
-      JADAM_TRY(m, inout(m_arg + i, n + i, StoredType(kind), stored));
-      JADAM_TRY(v, inout(m_arg + n + i, 2 * n + i, StoredType(kind), stored));
+      JADAM_TRY(m, inout(m_arg + i, written + i, StoredType(kind), stored));
+      JADAM_TRY(v, inout(m_arg + n + i, written + n + i, StoredType(kind), stored));
       leaf.m = *m;
       leaf.v = *v;
     }
     leaf.block = block;
     leaf.key_m = static_cast<uint32_t>(info[3]);
     leaf.key_v = static_cast<uint32_t>(info[4]);
-    leaf.fn = Select(algorithm, apply, decay, safe_divide, kind);
+    leaf.fn = moments_only ? MomentsRange(algorithm)
+                           : Select(algorithm, apply, decay, safe_divide, kind);
   }
 #undef JADAM_TRY
   work->Cut();
@@ -889,6 +969,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JadamFusedAdam, FusedAdamImpl,
                                   .RemainingRets()
                                   .Attr<int32_t>("algorithm")
                                   .Attr<int32_t>("apply")
+                                  .Attr<int32_t>("moments_only")
                                   .Attr<int32_t>("safe_divide")
                                   .Attr<int32_t>("packed")
                                   .Attr<int64_t>("offset")
