@@ -922,7 +922,8 @@ RangeFn SelectMomentsRange() {
 }
 
 RangeFn MomentsRange(int32_t algorithm) {
-  return algorithm == kAdam ? SelectMomentsRange<kAdam>() : SelectMomentsRange<kAdamax>();
+  // NAdam's moments are Adam's (only its direction, XLA's here, differs).
+  return algorithm == kAdamax ? SelectMomentsRange<kAdamax>() : SelectMomentsRange<kAdam>();
 }
 
 // ------------------------------------------------------------------------------------------
