@@ -487,6 +487,24 @@ def test_float32_update_writes_only_the_moments_and_equals_the_pure_path(algorit
         _assert_bitwise((state_f[0], inner.unpack_state(state_f[1], params)), state_p)
 
 
+def test_large_packed_trees_update_over_the_gradients(monkeypatch):
+    """Above MOMENTS_ONLY_MAX_PACKED_LEAVES packed leaves, update writes over the gradients."""
+    monkeypatch.setattr(_fused, "MOMENTS_ONLY_MAX_PACKED_LEAVES", len(SHAPES) - 1)
+    fused, pure = jadam.adam(1e-2, fused=True), jadam.adam(1e-2)
+    rng = np.random.default_rng(8)
+    params = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in SHAPES]
+    state_f, state_p = fused.init(params), pure.init(params)
+    assert isinstance(state_f[0], jadam.PackedAdamState)
+    step_f = _standard_step(fused)
+    entry = step_f.lower(params, state_f, params).compile().as_text()
+    assert "moments_only = 0" in entry and "moments_only = 1" not in entry
+    for g in _gradients(SHAPES, steps=2, seed=9):
+        updates_f, state_f = jax.jit(fused.update)(g, state_f, params)
+        updates_p, state_p = jax.jit(pure.update)(g, state_p, params)
+        _assert_bitwise(fused.unpack_state(state_f, params), state_p)
+        chex.assert_trees_all_close(updates_f, updates_p, rtol=1e-6, atol=1e-9)
+
+
 def test_dither_keys_are_the_pure_path_s():
     from jadam import _precision
 
