@@ -74,6 +74,12 @@ def unpack(packed: jax.Array) -> tuple[jax.Array, jax.Array]:
     return codes, scales
 
 
+def pack(codes: jax.Array, scales: jax.Array) -> jax.Array:
+    """The inverse of :func:`unpack`."""
+    scale_bytes = jax.lax.bitcast_convert_type(scales.astype(jnp.float32), jnp.uint8)
+    return jnp.concatenate([codes.astype(jnp.uint8), scale_bytes], axis=1)
+
+
 def packed_shape(size: int, block_size: int) -> tuple[int, int]:
     """Shape of the packed leaf holding ``size`` values."""
     return max(1, math.ceil(size / block_size)), block_size + SCALE_BYTES
@@ -91,25 +97,37 @@ def _encode_magnitude(y: jax.Array, signed: bool, bits: jax.Array | None) -> jax
         noise = bits & np.uint32((1 << dropped) - 1)
         uniform = unit_uniform(bits)
     # Normal range: round the float32 mantissa to M bits by adding noise below them.
+    # The float32 exponent and top M mantissa bits, shifted down, are the code's fields plus
+    # a constant exponent offset (y ≥ 0: the sign bit is clear).
     raw = jax.lax.bitcast_convert_type(y, jnp.uint32) + noise
-    exponent = (raw >> 23).astype(jnp.int32) - 127 + 2**EXPONENT_BITS
-    mantissa = ((raw >> dropped) & np.uint32((1 << m_bits) - 1)).astype(jnp.int32)
-    normal = exponent * (1 << m_bits) + mantissa
+    offset = (127 - 2**EXPONENT_BITS) << m_bits
+    normal = (raw >> np.uint32(dropped)).astype(jnp.int32) - np.int32(offset)
     # Subnormal range: evenly spaced steps of 2^(1 − M − 2^E).
     steps = y * jnp.float32(2.0 ** (m_bits - 1 + 2**EXPONENT_BITS))
     subnormal = jnp.floor(steps + uniform).astype(jnp.int32)
     code = jnp.where(y < subnormal_limit, subnormal, normal)
-    return jnp.clip(code, 0, (1 << (EXPONENT_BITS + m_bits)) - 1)
+    # Both branches are ≥ 0 (normal ≥ 2^M); rounding up from the largest code, Inf and NaN
+    # go past the top and are clamped to it.
+    return jnp.minimum(code, (1 << (EXPONENT_BITS + m_bits)) - 1)
 
 
 def _decode_magnitude(code: jax.Array, signed: bool) -> jax.Array:
+    """The magnitude of ``code`` (an unsigned integer array, sign bit clear) as float32.
+
+    The code's exponent and mantissa fields, shifted to float32's, are a float32 bit pattern
+    whose exponent is off by a constant: one integer add decodes a normal code. A subnormal
+    one (exponent field 0) is its mantissa times 2^(1 − M − 2^E), computed as float32
+    (x·2^−(23+15) of the shifted pattern: exact, and without float32 denormals, which XLA's
+    CPU backend flushes to zero).
+    """
     m_bits = mantissa_bits(signed)
-    exponent = code >> m_bits
-    mantissa = code & ((1 << m_bits) - 1)
-    normal_bits = ((exponent + 127 - 2**EXPONENT_BITS) << 23) | (mantissa << (23 - m_bits))
-    normal = jax.lax.bitcast_convert_type(normal_bits.astype(jnp.uint32), jnp.float32)
-    subnormal = mantissa.astype(jnp.float32) * jnp.float32(2.0 ** (1 - m_bits - 2**EXPONENT_BITS))
-    return jnp.where(exponent == 0, subnormal, normal)
+    raw = jnp.asarray(code).astype(jnp.uint32) << np.uint32(23 - m_bits)
+    offset = np.uint32((127 - 2**EXPONENT_BITS) << 23)
+    normal = lax.bitcast_convert_type(raw + offset, jnp.float32)
+    subnormal = raw.astype(jnp.int32).astype(jnp.float32) * np.float32(
+        2.0 ** (1 - 2**EXPONENT_BITS - 23)
+    )
+    return jnp.where(raw < np.uint32(1 << 23), subnormal, normal)
 
 
 @functools.cache
@@ -238,13 +256,14 @@ def dequantize(packed: jax.Array, *, signed: bool, shape: tuple[int, ...]) -> ja
     Array([ 0.5 , -1.  ,  0.25], dtype=float32)
     """
     codes, scales = unpack(packed)
-    code = codes.astype(jnp.int32)
+    code = codes.astype(jnp.uint32)
     factor = scales / jnp.float32(largest_code(signed))
+    values = _decode_magnitude(code & np.uint32(127) if signed else code, signed)
     if signed:
-        magnitude = _decode_magnitude(code & 127, signed)
-        values = jnp.where(code >= 128, -magnitude, magnitude)
-    else:
-        values = _decode_magnitude(code, signed)
+        sign = (code & np.uint32(128)) << np.uint32(24)
+        values = lax.bitcast_convert_type(
+            lax.bitcast_convert_type(values, jnp.uint32) | sign, jnp.float32
+        )
     values = values * factor[:, None]
     return values.reshape(-1)[: math.prod(shape)].reshape(shape)
 
