@@ -162,7 +162,7 @@ def _case_table(case: dict) -> list[str]:
 
 def _compile_table(rows: list[dict]) -> list[str]:
     """Seconds per candidate and leaf count ("—": not compiled at that size), then the fused
-    steps' split into tracing, lowering and XLA's compile."""
+    steps' and the floors' split into tracing, lowering and XLA's compile."""
     if not rows:
         return ["(not run)"]
     names = list(dict.fromkeys(n for row in rows for n in row["seconds"]))
@@ -180,7 +180,7 @@ def _compile_table(rows: list[dict]) -> list[str]:
     ]
     for row in rows:
         for name, phases in row.get("phases", {}).items():
-            if name.startswith("jadam fused"):
+            if name.startswith(("jadam fused", "jit")):
                 cells = [_seconds(phases.get(p)) for p in ("trace", "lower", "compile")]
                 lines.append(f"| {row['leaves']} | {name} | " + " | ".join(cells) + " |")
     return lines
@@ -319,7 +319,10 @@ def write_markdown(
         "next to the in-place triad. "
         "Compile time is trace + lower + compile of a fresh `jax.jit` of the step; the fused "
         "steps initialise packed moments (one vector each), and the two `jit identity` rows "
-        "are the floors for per-leaf and for packed moments. The "
+        "are the floors for per-leaf and for packed moments (what jit and XLA spend on that "
+        "many donated inputs and outputs with no computation); `jit optax.apply_updates "
+        "(floor)` compiles the user's own `optax.apply_updates` alone (one XLA kernel per "
+        "leaf), which every standard-path step (`tx.update`) contains. The "
         "shared machine drifts (see the load averages above), so quote ratios, not absolute "
         "times.",
         "",

@@ -218,6 +218,7 @@ def compile_times(leaf_counts: Sequence[int], params: int, algorithm: str = "ada
     ``seconds`` holds the total per candidate, ``phases`` the trace / lower / XLA-compile split.
     """
     import jax
+    import optax
 
     # One-time costs (first use of a primitive's lowering, caches) are not per-step compile
     # time: compile each candidate once on a 2-leaf tree before timing.
@@ -240,12 +241,18 @@ def compile_times(leaf_counts: Sequence[int], params: int, algorithm: str = "ada
             row["seconds"][name] = sum(phases.values())
             row["phases"][name] = phases
         # The floors: a jitted function that only passes the same donated arrays through, with
-        # moments per leaf (optax, jadam) or packed in one vector each (jadam fused on CPU).
+        # moments per leaf (optax, jadam) or packed in one vector each (jadam fused on CPU);
+        # and the standard path's own share, `optax.apply_updates` alone (one add per leaf).
         packed = jax.ShapeDtypeStruct((sum(sizes),), np.float32)
         for label, moments in (("jit identity (floor)", tree), ("jit identity, packed", packed)):
             identity = jax.jit(lambda p, g, m, v: (p, m, v), donate_argnums=(0, 2, 3))
             phases = _timed_phases(identity, tree, tree, moments, moments)
             row["seconds"][label] = sum(phases.values())
+            row["phases"][label] = phases
+        apply_only = jax.jit(optax.apply_updates, donate_argnums=(0,))
+        phases = _timed_phases(apply_only, tree, tree)
+        row["seconds"]["jit optax.apply_updates (floor)"] = sum(phases.values())
+        row["phases"]["jit optax.apply_updates (floor)"] = phases
         rows.append(row)
         print(f"  compile, {leaves} leaves: {row['seconds']}", flush=True)
     return rows
