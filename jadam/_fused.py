@@ -185,12 +185,13 @@ class KernelExecutor:
     and 16-bit moments into one vector each (:class:`jadam.PackedAdamState`) on one CPU device.
 
     Kernel modes: ``apply_gradients`` writes θ, m and v in one pass. ``update`` with float32
-    moments (and ``from_moments`` given) runs the moments-only mode: the kernel writes m and v
-    in place, and XLA computes the updates from them with ``from_moments`` (the pure path's own
-    code, so the same bits), which fuses into ``optax.apply_updates``; no buffer is written for
-    the updates, so a gradient that is a non-donated argument of the jitted step is not copied.
-    ``update`` with 16-bit or 8-bit moments writes the updates over the gradients' buffers
-    (free when the gradients are computed inside the jitted step; a copy when they are a
+    moments (and ``from_moments`` given; not NAdam) runs the moments-only mode: the kernel
+    writes m and v in place, and XLA computes the updates from them with ``from_moments`` (the
+    pure path's own code, so the same bits), which fuses into ``optax.apply_updates``; no
+    buffer is written for the updates, so a gradient that is a non-donated argument of the
+    jitted step is not copied. ``update`` with 16-bit or 8-bit moments (or NAdam) writes the
+    updates over the gradients' buffers (free when the gradients are computed inside the
+    jitted step; a copy when they are a
     non-donated argument).
     """
 
@@ -320,6 +321,7 @@ class KernelExecutor:
             return self._pure(grads, state, params, apply)
         mu, nu = self._moment_lists(grads_all, scale_state, treedef, packed)
         moments_only = not apply and self.from_moments is not None and self.storage is None
+        moments_only &= not self.spec.nesterov  # NAdam: XLA's rounding of it differs when packed
         flags = self._decay_flags(params, len(g_leaves))
         if moments_only:  # the decay is XLA's, after the kernel
             flags, p_leaves = (False,) * len(g_leaves), []

@@ -17,6 +17,7 @@ import ctypes
 import dataclasses
 import functools
 import importlib.machinery
+import math
 import pathlib
 from collections.abc import Sequence
 from typing import Any
@@ -182,30 +183,33 @@ def scalars(
     return jnp.stack([jnp.asarray(x, f32) for x in values])
 
 
-def _call(plan, scalars, params, grads, mu, nu, offset, leaves):
-    """One custom call over ``leaves``; mu/nu are one buffer per leaf, or one packed buffer.
+def _emit_call(ctx, plan, scalars, params, grads, mu, nu, offset, leaves):
+    """Emits one custom call over ``leaves``; every operand an (ir.Value, aval) pair.
 
-    Outputs alias params (apply mode) or the gradients (transform mode: the updates are
-    written over them), then mu and nu; moments-only mode has mu and nu alone.
+    mu/nu are one operand per leaf, or one packed vector. Results alias params (apply mode)
+    or the gradients (transform mode: the updates are written over them), then mu and nu;
+    moments-only mode has mu and nu alone.
     """
     n, k = len(grads), len(mu)
-    decay = any(x.decay for x in leaves)
-    like = lambda xs: [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in xs]  # noqa: E731
-    written = 0 if plan.moments_only else n
-    result_shapes = [*like(grads[:written]), *like(mu), *like(nu)]
     if plan.moments_only:  # operands: scalars, g, m, v; results: m, v
-        operands = (scalars, *grads, *mu, *nu)
+        operands = [scalars, *grads, *mu, *nu]
         aliases = {1 + n + i: i for i in range(2 * k)}
+        written = []
     elif plan.apply:  # operands: scalars, p, g, m, v; results: p, m, v
-        operands = (scalars, *params, *grads, *mu, *nu)
+        operands = [scalars, *params, *grads, *mu, *nu]
         aliases = {1 + i: i for i in range(n)}
         aliases |= {1 + 2 * n + i: n + i for i in range(2 * k)}
+        written = params
     else:  # operands: scalars, g, m, v[, p]; results: u, m, v
-        operands = (scalars, *grads, *mu, *nu, *(params if decay else ()))
+        decay = any(x.decay for x in leaves)
+        operands = [scalars, *grads, *mu, *nu, *(params if decay else ())]
         aliases = {1 + i: i for i in range(n + 2 * k)}
-    call = jax.ffi.ffi_call(TARGET, result_shapes, input_output_aliases=aliases)
-    results = call(
-        *operands,
+        written = grads
+    result_avals = [aval for _, aval in (*written, *mu, *nu)]
+    call_ctx = ctx.replace(avals_in=[aval for _, aval in operands], avals_out=result_avals)
+    results = jax.ffi.ffi_lowering(TARGET, operand_output_aliases=aliases)(
+        call_ctx,
+        *(value for value, _ in operands),
         algorithm=np.int32(plan.algorithm),
         apply=np.int32(plan.apply),
         moments_only=np.int32(plan.moments_only),
@@ -214,21 +218,23 @@ def _call(plan, scalars, params, grads, mu, nu, offset, leaves):
         offset=np.int64(offset),
         leaf_info=leaf_info(plan, leaves),
     )
-    results = list(results)
-    return results[:written], results[written : written + k], results[written + k :]
+    pairs = list(zip(results, result_avals, strict=True))
+    n_written = len(written)
+    return pairs[:n_written], pairs[n_written : n_written + k], pairs[n_written + k :]
 
 
 def _groups(n: int, per_call: int) -> list[tuple[int, int]]:
     return [(start, min(n, start + per_call)) for start in range(0, n, per_call)]
 
 
-def kernel_step(plan: StepPlan, scalars, params, grads, mu, nu):
+def _emit_step(ctx, plan, scalars, params, grads, mu, nu):
     """All leaves in calls of consecutive leaves; packed mu/nu chain through the calls."""
     per_call = PACKED_LEAVES_PER_CALL if plan.packed else LEAVES_PER_CALL
     outputs, new_mu, new_nu, offset = [], [], [], 0
     for start, stop in _groups(len(grads), per_call):
         group = grads[start:stop]
-        out, m, v = _call(
+        out, m, v = _emit_call(
+            ctx,
             plan,
             scalars,
             params[start:stop] if params else [],
@@ -241,7 +247,7 @@ def kernel_step(plan: StepPlan, scalars, params, grads, mu, nu):
         outputs += out
         if plan.packed:
             mu, nu = m, v
-            offset += sum(int(np.prod(g.shape)) for g in group)
+            offset += sum(math.prod(aval.shape) for _, aval in group)
         else:
             new_mu += m
             new_nu += v
@@ -266,16 +272,23 @@ def _flat_step(step, plan, sizes, flat):
 
 # One primitive for the whole kernel step. Tracing binds it once (no sub-jaxpr, no per-argument
 # debug information, unlike jax.custom_jvp/custom_vmap, which at 1000 leaves took longer than
-# XLA's compile); it lowers to the custom calls of `kernel_step`, and jax.vmap and
-# differentiation replace it by its jnp transcription (with `on_fallback`'s warning).
+# XLA's compile); its lowering emits the custom calls directly (no jaxpr of them is traced),
+# and jax.vmap and differentiation replace it by its jnp transcription (with `on_fallback`'s
+# warning). Outside jax.jit it runs as a jitted call of itself.
 _step_p = Primitive("jadam_fused_adam_step")
 _step_p.multiple_results = True
 
 
+@functools.cache
+def _jitted_step(plan, sizes, on_fallback):
+    return jax.jit(
+        lambda *flat: _step_p.bind(*flat, plan=plan, sizes=sizes, on_fallback=on_fallback)
+    )
+
+
 @_step_p.def_impl
 def _impl(*flat, plan, sizes, on_fallback):
-    del on_fallback
-    return _flat_step(kernel_step, plan, sizes, flat)
+    return _jitted_step(plan, sizes, on_fallback)(*flat)
 
 
 @_step_p.def_abstract_eval
@@ -288,8 +301,9 @@ def _abstract_eval(*flat, plan, sizes, on_fallback):
 
 def _lowering(ctx, *flat, plan, sizes, on_fallback):
     del on_fallback
-    kernel = lambda *xs: _flat_step(kernel_step, plan, sizes, xs)  # noqa: E731
-    return mlir.lower_fun(kernel, multiple_results=True)(ctx, *flat)
+    pairs = list(zip(flat, ctx.avals_in, strict=True))
+    out, mu, nu = _emit_step(ctx, plan, pairs[0], *_split(pairs[1:], sizes))
+    return [value for value, _ in (*out, *mu, *nu)]
 
 
 mlir.register_lowering(_step_p, _lowering, platform="cpu")

@@ -1,7 +1,7 @@
 """The fused kernel's step in jnp: what replaces it under ``jax.vmap`` and differentiation.
 
-Same operands and results as :func:`jadam._kernel.kernel_step` (scalars, then lists of params,
-gradients and stored moments), the same operations in the same order, built from the pure
+Same operands and results as the kernel step of :mod:`jadam._kernel` (scalars, then lists of
+params, gradients and stored moments), the same operations in the same order, built from the pure
 path's own storage functions (decode, stochastic rounding, block-wise quantization, the
 denominator floor), so its results are the pure path's.
 """
@@ -90,7 +90,7 @@ def _pack(leaves: list[jax.Array], like: jax.Array) -> jax.Array:
 
 
 def step(plan, scalars, params, grads, mu, nu):
-    """The kernel step (see :func:`jadam._kernel.kernel_step`) in jnp."""
+    """The kernel step (:func:`jadam._kernel.step_function`) in jnp."""
     m_leaves = _unpack(mu[0], grads) if plan.packed else mu
     v_leaves = _unpack(nu[0], grads) if plan.packed else nu
     outputs, new_mu, new_nu = [], [], []

@@ -38,6 +38,14 @@
 
 #include "xla/ffi/api/ffi.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+// (GCC 12 warns about the headers' own _mm512_undefined_*() once their intrinsics are inlined.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 namespace ffi = xla::ffi;
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -551,20 +559,17 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     } else {
       floor = resolution;
     }
-    // Three simple loops (each vectorizes) rather than one.
+    // Encoding and the step in one pass over the block (in L1): the integer work of the
+    // encoding overlaps the divider's latency of the step.
     const uint32_t base_m = DitherBase(leaf.key_m, base, c.count);
     const uint32_t base_v = DitherBase(leaf.key_v, base, c.count);
-    for (uint32_t j = 0; j < count; ++j) {
-      m_row[j] = Encode<true, kStochastic>(new_m[j], m_encode, Dither(base_m, j));
-    }
-    for (uint32_t j = 0; j < count; ++j) {
-      v_row[j] = Encode<false, kStochastic>(new_v[j], v_encode, Dither(base_v, j));
-    }
     float* __restrict gb_out = g + base;
     float* __restrict pb = p == nullptr ? nullptr : p + base;
     for (uint32_t j = 0; j < count; ++j) {
-      const float d =
-          Direction<kAlgo, kSafe, true, kFma, false>(new_m[j], new_v[j], gb_out[j], floor, c);
+      const float xm = new_m[j], xv = new_v[j];
+      m_row[j] = Encode<true, kStochastic>(xm, m_encode, Dither(base_m, j));
+      v_row[j] = Encode<false, kStochastic>(xv, v_encode, Dither(base_v, j));
+      const float d = Direction<kAlgo, kSafe, true, kFma, false>(xm, xv, gb_out[j], floor, c);
       WriteStep<kApply, kDecay, kFma>(d, gb_out, pb, j, c);
     }
     std::memset(m_row + count, 0, block - count);  // padding encodes as code 0
@@ -573,6 +578,306 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     std::memcpy(v_row + block, &v_scale, 4);
   }
 }
+
+#if JADAM_X86_DISPATCH
+// Block-wise 8-bit moments with AVX-512 (the hot path of `state_precision="8bit"` on x86):
+// the same operations as BlockBody, so the same bits, in two passes over a block instead of
+// five. Pass 1 decodes, updates and keeps each moment's absmax in vector accumulators
+// (VRANGEPS's maximum of magnitudes for m, VMAXPS for v, and whether any lane was NaN); pass 2
+// encodes both moments and writes the step, so the encoder's integer work overlaps the
+// divider's latency of the step.
+// Both passes run over whole 16-lane vectors, with masks for a block's tail.
+#define JADAM_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+
+// The lanes of the first `remaining` elements (all 16 if there are as many).
+inline __mmask16 TailMask(size_t remaining) {
+  return remaining >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << remaining) - 1);
+}
+
+JADAM_AVX512 inline __m512 NanMaxV(__m512 a, __m512 b) {  // NanMax, lane by lane
+  const __mmask16 keep_a =
+      _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+  return _mm512_mask_blend_ps(keep_a, b, a);
+}
+
+// Direction's m̂ (16-bit and 8-bit moments): m/(1 − β1^t), NAdam's β1·m/(1 − β1^(t+1)) +
+// (1 − β1)·g/(1 − β1^t).
+template <int32_t kAlgo>
+JADAM_AVX512 inline __m512 MomentumTerm(__m512 m, __m512 g, const Coefficients& c) {
+  const __m512 ibc1 = _mm512_set1_ps(c.ibc1);
+  if constexpr (kAlgo == kNadam) {
+    return _mm512_fmadd_ps(_mm512_set1_ps(c.omb1), _mm512_mul_ps(g, ibc1),
+                           _mm512_mul_ps(_mm512_set1_ps(c.b1),
+                                         _mm512_mul_ps(m, _mm512_set1_ps(c.ibc1_next))));
+  } else {
+    return _mm512_mul_ps(m, ibc1);
+  }
+}
+
+// Direction and WriteStep of 16 values: the step from the new moments (s floored at `floor`;
+// NanMax as one VMAXPS(floor, s) when floor > 0, see BlockBodyAvx512), written to p (apply
+// mode) or over the gradient g_out (transform mode). p may be null unless needed.
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe>
+JADAM_AVX512 JADAM_ALWAYS_INLINE inline void StepV(__m512 m, __m512 v, __m512 g, __m512 floor,
+                                                   bool simple_floor, __mmask16 k, float* p,
+                                                   float* g_out, const Coefficients& c) {
+  __m512 s = v;
+  if constexpr (kAlgo != kAdamax) {
+    s = _mm512_sqrt_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(c.ibc2), _mm512_set1_ps(c.eps_root)));
+  }
+  s = simple_floor ? _mm512_max_ps(floor, s) : NanMaxV(s, floor);
+  const __m512 denom = _mm512_add_ps(s, _mm512_set1_ps(c.eps));
+  const __m512 numerator = MomentumTerm<kAlgo>(m, g, c);
+  __m512 d;
+  if constexpr (kSafe) {
+    d = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(denom, _mm512_setzero_ps(), _CMP_NEQ_UQ),
+                            numerator, denom);
+  } else {
+    d = _mm512_div_ps(numerator, denom);
+  }
+  const __m512 neg_lr = _mm512_set1_ps(c.neg_lr);
+  __m512 old_p = _mm512_setzero_ps();
+  if constexpr (kDecay || kApply) old_p = _mm512_maskz_loadu_ps(k, p);
+  if constexpr (kDecay) d = _mm512_fmadd_ps(old_p, _mm512_set1_ps(c.wd), d);
+  if constexpr (kApply) {
+    _mm512_mask_storeu_ps(p, k, _mm512_fmadd_ps(d, neg_lr, old_p));
+  } else {
+    _mm512_mask_storeu_ps(g_out, k, _mm512_mul_ps(d, neg_lr));
+  }
+}
+
+// DecodeCode of 16 codes. x = (exponent + 127 − 16) << 23 | mantissa << (23 − M) is the
+// value of a normal code; for a subnormal one (exponent 0) x = 2^−16 + mantissa·2^(−M−16),
+// so the value mantissa·2^(1−M−16) is 2x − 2^−15, exact in one fused multiply-subtract.
+template <bool kSigned>
+JADAM_AVX512 inline __m512 DecodeV(__m128i bytes) {
+  constexpr int kM = MantissaBits<kSigned>();
+  const __m512i code = _mm512_cvtepu8_epi32(bytes);
+  const __m512i magnitude = kSigned ? _mm512_and_si512(code, _mm512_set1_epi32(127)) : code;
+  const __m512 x = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(magnitude, 23 - kM),
+                                                        _mm512_set1_epi32((127 - 16) << 23)));
+  const __mmask16 exponent_zero = _mm512_testn_epi32_mask(magnitude, _mm512_set1_epi32(15 << kM));
+  const __m512 value =
+      _mm512_mask_fmsub_ps(x, exponent_zero, _mm512_set1_ps(2.0f), _mm512_set1_ps(0x1p-15f));
+  if constexpr (kSigned) {  // value | (code << 24 & sign bit)
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+        _mm512_castps_si512(value), _mm512_slli_epi32(code, 24),
+        _mm512_set1_epi32(static_cast<int>(0x80000000u)), 0xF8));
+  }
+  return value;
+}
+
+// Encode of 16 values, as int32 codes (before the sign bit for m: ≤ 127). Differences from the
+// scalar form that give the same codes: the product y·2^(M−1+16) is exact, so a fused
+// multiply-add rounds as the separate addition; conversion by truncation is the floor for these
+// non-negative sums; the bound 1024 only matters in lanes the selection drops; no code is
+// negative (y ≥ 0: the normal range starts at code 2^M, and a NaN y has a positive sign or is
+// the default NaN 0xFFC00000, neither wraps), so only the upper clamp remains, and v's (255)
+// is the unsigned saturation of its narrowing to bytes.
+template <bool kSigned, bool kStochastic>
+JADAM_AVX512 inline __m512i EncodeV(__m512 x, __m512 factor, __m512i bits) {
+  constexpr int kM = MantissaBits<kSigned>();
+  constexpr int kDropped = 23 - kM;
+  const __m512 y = _mm512_mul_ps(_mm512_abs_ps(x), factor);
+  // The normal code (raw >> dropped) − (127 − 16)·2^M, the subtraction moved into the noise:
+  // its low `dropped` bits are zero, so adding it is an OR (one VPTERNLOGD with the mask).
+  const __m512i offset = _mm512_set1_epi32(-(((127 - 16) << kM) << kDropped));
+  __m512i noise;
+  __m512 uniform;
+  if constexpr (kStochastic) {
+    noise = _mm512_ternarylogic_epi32(bits, _mm512_set1_epi32((1 << kDropped) - 1), offset,
+                                      0xEA);  // bits & mask | offset
+    uniform = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(bits, 8)),
+                            _mm512_set1_ps(0x1p-24f));
+  } else {
+    noise = _mm512_add_epi32(offset, _mm512_set1_epi32(1 << (kDropped - 1)));
+    uniform = _mm512_set1_ps(0.5f);
+  }
+  const __m512i subnormal = _mm512_cvttps_epi32(
+      _mm512_fmadd_ps(y, _mm512_set1_ps(static_cast<float>(1 << (kM - 1 + 16))), uniform));
+  const __m512i normal =
+      _mm512_srli_epi32(_mm512_add_epi32(_mm512_castps_si512(y), noise), kDropped);
+  const __mmask16 small = _mm512_cmp_ps_mask(y, _mm512_set1_ps(0x1p-15f), _CMP_LT_OQ);
+  __m512i code = _mm512_mask_blend_epi32(small, normal, subnormal);
+  if constexpr (kSigned) {
+    code = _mm512_min_epi32(code, _mm512_set1_epi32(127));
+    const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    code = _mm512_mask_or_epi32(code, negative, code, _mm512_set1_epi32(128));
+  }
+  return code;
+}
+
+
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kStochastic>
+JADAM_AVX512 void BlockBodyAvx512(const Leaf& leaf, size_t begin, size_t end,
+                                  const Coefficients& coefficients) {
+  const Coefficients c = coefficients;  // see Body
+  const size_t block = leaf.block;
+  const size_t row = block + 4;
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < 2 * block) scratch.resize(2 * block);
+  float* __restrict new_m = scratch.data();
+  float* __restrict new_v = new_m + block;
+  uint8_t* m_rows = static_cast<uint8_t*>(leaf.m);
+  uint8_t* v_rows = static_cast<uint8_t*>(leaf.v);
+  const __m512 b1 = _mm512_set1_ps(c.b1), omb1 = _mm512_set1_ps(c.omb1);
+  const __m512 b2 = _mm512_set1_ps(c.b2), omb2 = _mm512_set1_ps(c.omb2);
+  const __m512i lane_steps = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(kIndexStep)));
+  const __m512i vector_step = _mm512_set1_epi32(static_cast<int>(16 * kIndexStep));
+  for (size_t b = begin / block; b * block < end; ++b) {
+    uint8_t* __restrict m_row = m_rows + b * row;
+    uint8_t* __restrict v_row = v_rows + b * row;
+    const size_t base = b * block;
+    const uint32_t count = static_cast<uint32_t>(std::min(block, leaf.size - base));
+    float* g_out = leaf.g + base;  // the gradient; in transform mode overwritten by the update
+    float* pb = leaf.p == nullptr ? nullptr : leaf.p + base;
+    const __m512 m_factor = _mm512_set1_ps(RowScale(m_row, block) * (1.0f / LargestCode<true>()));
+    const __m512 v_factor = _mm512_set1_ps(RowScale(v_row, block) * (1.0f / LargestCode<false>()));
+    // Pass 1: decode, update, absmax (zero padding of a partial block takes part).
+    const bool padded = count < block;
+    __m512 m_abs = _mm512_setzero_ps();
+    __m512 v_max = _mm512_set1_ps(padded ? 0.0f : -INFINITY);
+    __mmask16 nan = 0;
+    for (uint32_t j = 0; j < count; j += 16) {
+      const __mmask16 k = TailMask(count - j);
+      const __m512 g = _mm512_maskz_loadu_ps(k, g_out + j);
+      const __m512 m = _mm512_mul_ps(DecodeV<true>(_mm_maskz_loadu_epi8(k, m_row + j)), m_factor);
+      const __m512 v = _mm512_mul_ps(DecodeV<false>(_mm_maskz_loadu_epi8(k, v_row + j)), v_factor);
+      const __m512 m_new = _mm512_fmadd_ps(g, omb1, _mm512_mul_ps(m, b1));
+      __m512 v_new;
+      if constexpr (kAlgo != kAdamax) {
+        v_new = _mm512_fmadd_ps(_mm512_mul_ps(g, g), omb2, _mm512_mul_ps(v, b2));
+      } else {
+        v_new = NanMaxV(_mm512_mul_ps(v, b2), _mm512_abs_ps(g));
+      }
+      _mm512_mask_storeu_ps(new_m + j, k, m_new);
+      _mm512_mask_storeu_ps(new_v + j, k, v_new);
+      m_abs = _mm512_mask_range_ps(m_abs, k, m_abs, m_new, 0x0B);  // max |x| (NaN: dropped)
+      v_max = _mm512_mask_max_ps(v_max, k, v_max, v_new);
+      nan |= _mm512_mask_cmp_ps_mask(k, m_new, v_new, _CMP_UNORD_Q);  // either is NaN
+    }
+    // max |x| = max(max x, −min x) except for the sign of a zero; blocks with a NaN or a zero
+    // absmax take the scalar BlockScale (canonical NaN, fixed-order reduction).
+    float m_scale = _mm512_reduce_max_ps(m_abs);
+    float v_scale = _mm512_reduce_max_ps(v_max);
+    if (nan != 0 || m_scale == 0.0f) m_scale = BlockScale<true, true>(new_m, count, padded);
+    if (nan != 0 || v_scale == 0.0f) v_scale = BlockScale<false, true>(new_v, count, padded);
+    const float m_encode = LargestCode<true>() / (m_scale > 0.0f ? m_scale : 1.0f);
+    const float v_encode = LargestCode<false>() / (v_scale > 0.0f ? v_scale : 1.0f);
+    const float resolution = kSmallestCode * v_scale;
+    float floor;
+    if constexpr (kAlgo != kAdamax) {
+      floor = std::sqrt(resolution / c.divisor);
+    } else {
+      floor = resolution;
+    }
+    // NanMax(s, floor) is one VMAXPS(floor, s) unless floor is 0 (its sign) or NaN.
+    const bool simple_floor = floor > 0.0f;
+    const __m512 floor_v = _mm512_set1_ps(floor);
+    const __m512 m_encode_v = _mm512_set1_ps(m_encode), v_encode_v = _mm512_set1_ps(v_encode);
+    __m512i dither_m = _mm512_add_epi32(
+        _mm512_set1_epi32(static_cast<int>(DitherBase(leaf.key_m, base, c.count))), lane_steps);
+    __m512i dither_v = _mm512_add_epi32(
+        _mm512_set1_epi32(static_cast<int>(DitherBase(leaf.key_v, base, c.count))), lane_steps);
+    // Pass 2: encode both moments, write the step.
+    for (uint32_t j = 0; j < count; j += 16) {
+      const __mmask16 k = TailMask(count - j);
+      const __m512 m_new = _mm512_maskz_loadu_ps(k, new_m + j);
+      const __m512 v_new = _mm512_maskz_loadu_ps(k, new_v + j);
+      const __m512i m_code = EncodeV<true, kStochastic>(m_new, m_encode_v, dither_m);
+      const __m512i v_code = EncodeV<false, kStochastic>(v_new, v_encode_v, dither_v);
+      _mm_mask_storeu_epi8(m_row + j, k, _mm512_cvtepi32_epi8(m_code));
+      _mm_mask_storeu_epi8(v_row + j, k, _mm512_cvtusepi32_epi8(v_code));
+      dither_m = _mm512_add_epi32(dither_m, vector_step);
+      dither_v = _mm512_add_epi32(dither_v, vector_step);
+      StepV<kAlgo, kApply, kDecay, kSafe>(m_new, v_new, _mm512_maskz_loadu_ps(k, g_out + j),
+                                          floor_v, simple_floor, k,
+                                          kApply || kDecay ? pb + j : nullptr, g_out + j, c);
+    }
+    std::memset(m_row + count, 0, block - count);  // padding encodes as code 0
+    std::memset(v_row + count, 0, block - count);
+    std::memcpy(m_row + block, &m_scale, 4);
+    std::memcpy(v_row + block, &v_scale, 4);
+  }
+}
+
+// Float16 moments with AVX-512's float16 conversions (VCVTPH2PS is LoadF16, VCVTPS2PH with
+// round-to-nearest-even is RoundF16, both exact and independent of denormal flushing), the
+// rest of StoreF16 in 16-bit lanes. The gap between two neighbouring float16 values is a
+// power of two, so StoreF16's |error| / gap is |error| times the gap's exact reciprocal.
+JADAM_AVX512 inline __m256i StoreF16V(__m512 x, __m512i bits) {
+  // std::min(std::max(x, −65504), 65504): VMAXPS(a, b) is a > b ? a : b (NaN: b).
+  x = _mm512_min_ps(_mm512_set1_ps(65504.0f), _mm512_max_ps(_mm512_set1_ps(-65504.0f), x));
+  const __m256i nearest = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 nearest_f = _mm512_maskz_cvtph_ps(0xFFFF, nearest);
+  const __m512 error = _mm512_sub_ps(x, nearest_f);
+  const __mmask16 up = _mm512_cmp_ps_mask(error, _mm512_setzero_ps(), _CMP_GT_OQ);
+  // NextF16(nearest, up).
+  const __m256i one = _mm256_set1_epi16(1);
+  const __m256i magnitude = _mm256_and_si256(nearest, _mm256_set1_epi16(0x7fff));
+  const __mmask16 positive =
+      _mm256_testn_epi16_mask(nearest, _mm256_set1_epi16(static_cast<int16_t>(0x8000)));
+  const __mmask16 away = _kxnor_mask16(positive, up);
+  __m256i other = _mm256_mask_add_epi16(_mm256_sub_epi16(nearest, one), away, nearest, one);
+  const __m256i from_zero =
+      _mm256_mask_blend_epi16(up, _mm256_set1_epi16(static_cast<int16_t>(0x8001)), one);
+  other = _mm256_mask_mov_epi16(
+      other, _mm256_cmpeq_epi16_mask(magnitude, _mm256_setzero_si256()), from_zero);
+  other = _mm256_mask_mov_epi16(
+      other, _mm256_cmpgt_epi16_mask(magnitude, _mm256_set1_epi16(0x7c00)), nearest);
+  const __m512 gap =
+      _mm512_abs_ps(_mm512_sub_ps(_mm512_maskz_cvtph_ps(0xFFFF, other), nearest_f));
+  // 1 / gap: exponent 254 − e (gap is 2^−24 … 2^5; NaN only where other == nearest).
+  const __m512 inverse = _mm512_castsi512_ps(
+      _mm512_sub_epi32(_mm512_set1_epi32(254 << 23), _mm512_castps_si512(gap)));
+  const __m512 probability = _mm512_mul_ps(_mm512_abs_ps(error), inverse);
+  const __m512 uniform =
+      _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(bits, 8)), _mm512_set1_ps(0x1p-24f));
+  return _mm256_mask_blend_epi16(_mm512_cmp_ps_mask(uniform, probability, _CMP_LT_OQ), nearest,
+                                 other);
+}
+
+template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe>
+JADAM_AVX512 void HalfBodyAvx512(const Leaf& leaf, size_t begin, size_t end,
+                                 const Coefficients& coefficients) {
+  const Coefficients c = coefficients;  // see Body
+  uint16_t* m16 = static_cast<uint16_t*>(leaf.m);
+  uint16_t* v16 = static_cast<uint16_t*>(leaf.v);
+  const __m512 b1 = _mm512_set1_ps(c.b1), omb1 = _mm512_set1_ps(c.omb1);
+  const __m512 b2 = _mm512_set1_ps(c.b2), omb2 = _mm512_set1_ps(c.omb2);
+  const __m512 floor = _mm512_set1_ps(c.half_floor);
+  const bool simple_floor = c.half_floor > 0.0f;  // see BlockBodyAvx512
+  const __m512i lane_steps = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(kIndexStep)));
+  const __m512i vector_step = _mm512_set1_epi32(static_cast<int>(16 * kIndexStep));
+  __m512i dither_m = _mm512_add_epi32(
+      _mm512_set1_epi32(static_cast<int>(DitherBase(leaf.key_m, begin, c.count))), lane_steps);
+  __m512i dither_v = _mm512_add_epi32(
+      _mm512_set1_epi32(static_cast<int>(DitherBase(leaf.key_v, begin, c.count))), lane_steps);
+  for (size_t i = begin; i < end; i += 16) {
+    const __mmask16 k = TailMask(end - i);
+    const __m512 g = _mm512_maskz_loadu_ps(k, leaf.g + i);
+    const __m512 m = _mm512_maskz_cvtph_ps(k, _mm256_maskz_loadu_epi16(k, m16 + i));
+    const __m512 v = _mm512_maskz_cvtph_ps(k, _mm256_maskz_loadu_epi16(k, v16 + i));
+    const __m512 m_new = _mm512_fmadd_ps(m, b1, _mm512_mul_ps(g, omb1));
+    __m512 v_new;
+    if constexpr (kAlgo != kAdamax) {
+      v_new = _mm512_fmadd_ps(v, b2, _mm512_mul_ps(_mm512_mul_ps(g, g), omb2));
+    } else {
+      v_new = NanMaxV(_mm512_mul_ps(v, b2), _mm512_abs_ps(g));
+    }
+    _mm256_mask_storeu_epi16(m16 + i, k, StoreF16V(m_new, dither_m));
+    _mm256_mask_storeu_epi16(v16 + i, k, StoreF16V(v_new, dither_v));
+    dither_m = _mm512_add_epi32(dither_m, vector_step);
+    dither_v = _mm512_add_epi32(dither_v, vector_step);
+    StepV<kAlgo, kApply, kDecay, kSafe>(m_new, v_new, g, floor, simple_floor, k,
+                                        kApply || kDecay ? leaf.p + i : nullptr, leaf.g + i, c);
+  }
+}
+#endif
 
 // ------------------------------------------------------------------------------------------
 // Moments-only mode, float32 moments: m and v in place and nothing else (20 bytes per value).
@@ -659,7 +964,13 @@ __attribute__((target("avx2,fma"))) void RangeAvx2(const Leaf& leaf, size_t begi
 template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, int kKind>
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
 void RangeAvx512(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
-  Body<kAlgo, kApply, kDecay, kSafe, true, kKind>(leaf, begin, end, c);
+  if constexpr (kKind == kQ8 || kKind == kQ8Nearest) {
+    BlockBodyAvx512<kAlgo, kApply, kDecay, kSafe, kKind == kQ8>(leaf, begin, end, c);
+  } else if constexpr (kKind == kF16) {
+    HalfBodyAvx512<kAlgo, kApply, kDecay, kSafe>(leaf, begin, end, c);
+  } else {
+    Body<kAlgo, kApply, kDecay, kSafe, true, kKind>(leaf, begin, end, c);
+  }
 }
 #endif
 

@@ -51,9 +51,9 @@ def run(
     """One run: an optimizer (``name``, α, schedule, hyperparameters) and per-run model settings.
 
     ``state_precision`` ("float32", "bfloat16" or "8bit") is how the optimizer stores its moments
-    (jadam's ``state_precision=``; Adam and AdaMax only); ``fused=True`` runs them with jadam's
-    C++ kernel (jadam's ``fused=``). The key is left out when False, so that configs written
-    before it existed keep their fingerprint (a workdir of theirs still resumes).
+    (jadam's ``state_precision=``; Adam and AdaMax only); ``fused=True`` runs Adam, AdaMax, NAdam
+    or NAdamW with jadam's C++ kernel (jadam's ``fused=``). The key is left out when False, so
+    that configs written before it existed keep their fingerprint (a workdir still resumes).
     """
     optimizer = {
         "name": name,

@@ -4,7 +4,8 @@ An optimizer entry of a config is a ``ConfigDict`` with ``name``, ``learning_rat
 ``schedule`` ("constant" or "inverse_sqrt" for Section 4's α_t = α/√t) and optional
 hyperparameters in ``hparams``; ``state_precision`` ("float32" by default, "bfloat16" or "8bit")
 picks how Adam and AdaMax store their moments (jadam's ``state_precision=``) and ``fused``
-(False by default) whether they run jadam's C++ kernel (jadam's ``fused=``). Numeric
+(False by default) whether Adam, AdaMax, NAdam and NAdamW run jadam's C++ kernel (jadam's
+``fused=``). Numeric
 hyperparameters are injected into the optimizer state with ``optax.inject_hyperparams``, so runs
 that differ only in them share one compiled step.
 """
@@ -55,14 +56,18 @@ OPTIMIZERS: dict[str, Spec] = {
     "adadelta": Spec(jadam.adadelta, ("rho", "eps"), {}, "AdaDelta"),
     # The rest of the Adam family (the family comparison in benchmarks/family.py).
     "amsgrad": Spec(jadam.amsgrad, ("b1", "b2", "eps"), {}, "AMSGrad", low_precision_state=True),
-    "nadam": Spec(jadam.nadam, ("b1", "b2", "eps"), {}, "NAdam", low_precision_state=True),
+    "nadam": Spec(
+        jadam.nadam, ("b1", "b2", "eps"), {}, "NAdam", low_precision_state=True, fused=True
+    ),
     "radam": Spec(jadam.radam, ("b1", "b2", "eps"), {}, "RAdam", low_precision_state=True),
     "adabelief": Spec(
         jadam.adabelief, ("b1", "b2", "eps"), {}, "AdaBelief", low_precision_state=True
     ),
     "yogi": Spec(jadam.yogi, ("b1", "b2", "eps"), {}, "Yogi", low_precision_state=True),
     "lamb": Spec(jadam.lamb, ("b1", "b2", "eps"), {}, "LAMB", low_precision_state=True),
-    "nadamw": Spec(jadam.nadamw, ("b1", "b2", "eps"), {}, "NAdamW", low_precision_state=True),
+    "nadamw": Spec(
+        jadam.nadamw, ("b1", "b2", "eps"), {}, "NAdamW", low_precision_state=True, fused=True
+    ),
     "adamaxw": Spec(jadam.adamaxw, ("b1", "b2", "eps"), {}, "AdamaxW", low_precision_state=True),
     "adopt": Spec(
         jadam.adopt,
