@@ -12,13 +12,18 @@ under ``vmap``). The script reports, per candidate:
 - the median step time over interleaved repetitions (A B C D A B C D ...) and its ratio to the
   float32 jadam step, with an in-place triad (a ← a + s·b, 12 bytes per element) in the same
   rotation as the bandwidth reference;
+- the process CPU time per step (user + system, both cores) and its ratio to the float32
+  step's: on a shared machine wall time swings with the other processes, CPU time much less;
 - the minor page faults per step: XLA's CPU runtime allocates the temporaries of every run
   afresh, so each 4 KiB page of a full-size temporary (a copy, a float32 intermediate written
   out) costs a page fault, a few µs: on one 10M-parameter leaf, 40 MB of temporaries cost more
-  than the whole float32 step.
+  than the whole float32 step. glibc serves blocks over its mmap threshold (at most 32 MB
+  unless set) with fresh pages; running the script with ``MALLOC_MMAP_THRESHOLD_=4294967296``
+  keeps them in the heap and shows what the temporaries cost in faults alone.
 
 Usage:
   python benchmarks/pure_path_profile.py [--params 10000000] [--leaves 1 100] [--repeats 15]
+      [--only bf16 8bit] [--show-hlo 8bit]
 """
 
 from __future__ import annotations
