@@ -515,24 +515,44 @@ inline float RowScale(const uint8_t* row, size_t block) {
   return scale;
 }
 
+// The denominator floor of a block of 8-bit v with absmax `v_scale`: √(resolution / d), AdaMax:
+// the resolution (jadam/_storage.py floor_denominator).
+template <int32_t kAlgo>
+inline float BlockFloor(float v_scale, const Coefficients& c) {
+  const float resolution = kSmallestCode * v_scale;
+  return kAlgo != kAdamax ? std::sqrt(resolution / c.divisor) : resolution;
+}
+
+// An 8-bit leaf's rows of codes and a per-thread scratch for one block's new moments (before
+// they are encoded), for BlockBody and BlockBodyAvx512.
+struct BlockRows {
+  uint8_t* m;
+  uint8_t* v;
+  float* new_m;
+  float* new_v;
+};
+
+inline BlockRows BlockRowsOf(const Leaf& leaf) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < 2 * leaf.block) scratch.resize(2 * leaf.block);
+  return {static_cast<uint8_t*>(leaf.m), static_cast<uint8_t*>(leaf.v), scratch.data(),
+          scratch.data() + leaf.block};
+}
+
 // Blocks [begin / block, ceil(end / block)) of an 8-bit leaf: decode, update and find the
 // absmax of the new moments of a block, then encode them and write its steps.
 template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kFma, bool kStochastic>
 JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t end,
                                           const Coefficients& c) {
-  const size_t block = leaf.block;
-  const size_t row = block + 4;
-  thread_local std::vector<float> scratch;
-  if (scratch.size() < 2 * block) scratch.resize(2 * block);
-  float* __restrict new_m = scratch.data();
-  float* __restrict new_v = new_m + block;
-  uint8_t* m_rows = static_cast<uint8_t*>(leaf.m);
-  uint8_t* v_rows = static_cast<uint8_t*>(leaf.v);
+  const BlockRows rows = BlockRowsOf(leaf);
+  const size_t block = leaf.block, row = block + 4;
+  float* __restrict new_m = rows.new_m;
+  float* __restrict new_v = rows.new_v;
   float* __restrict g = leaf.g;
   float* __restrict p = leaf.p;
   for (size_t b = begin / block; b * block < end; ++b) {
-    uint8_t* __restrict m_row = m_rows + b * row;
-    uint8_t* __restrict v_row = v_rows + b * row;
+    uint8_t* __restrict m_row = rows.m + b * row;
+    uint8_t* __restrict v_row = rows.v + b * row;
     const size_t base = b * block;
     // 32-bit counters (blocks are far smaller): see Dither.
     const uint32_t count = static_cast<uint32_t>(std::min(block, leaf.size - base));
@@ -552,13 +572,7 @@ JADAM_ALWAYS_INLINE inline void BlockBody(const Leaf& leaf, size_t begin, size_t
     const float v_scale = BlockScale<false, kFma>(new_v, count, count < block);
     const float m_encode = LargestCode<true>() / (m_scale > 0.0f ? m_scale : 1.0f);
     const float v_encode = LargestCode<false>() / (v_scale > 0.0f ? v_scale : 1.0f);
-    const float resolution = kSmallestCode * v_scale;
-    float floor;
-    if constexpr (kAlgo != kAdamax) {
-      floor = std::sqrt(resolution / c.divisor);
-    } else {
-      floor = resolution;
-    }
+    const float floor = BlockFloor<kAlgo>(v_scale, c);
     // Encoding and the step in one pass over the block (in L1): the integer work of the
     // encoding overlaps the divider's latency of the step.
     const uint32_t base_m = DitherBase(leaf.key_m, base, c.count);
@@ -712,14 +726,10 @@ template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, bool kStochastic>
 JADAM_AVX512 void BlockBodyAvx512(const Leaf& leaf, size_t begin, size_t end,
                                   const Coefficients& coefficients) {
   const Coefficients c = coefficients;  // see Body
-  const size_t block = leaf.block;
-  const size_t row = block + 4;
-  thread_local std::vector<float> scratch;
-  if (scratch.size() < 2 * block) scratch.resize(2 * block);
-  float* __restrict new_m = scratch.data();
-  float* __restrict new_v = new_m + block;
-  uint8_t* m_rows = static_cast<uint8_t*>(leaf.m);
-  uint8_t* v_rows = static_cast<uint8_t*>(leaf.v);
+  const BlockRows rows = BlockRowsOf(leaf);
+  const size_t block = leaf.block, row = block + 4;
+  float* __restrict new_m = rows.new_m;
+  float* __restrict new_v = rows.new_v;
   const __m512 b1 = _mm512_set1_ps(c.b1), omb1 = _mm512_set1_ps(c.omb1);
   const __m512 b2 = _mm512_set1_ps(c.b2), omb2 = _mm512_set1_ps(c.omb2);
   const __m512i lane_steps = _mm512_mullo_epi32(
@@ -727,8 +737,8 @@ JADAM_AVX512 void BlockBodyAvx512(const Leaf& leaf, size_t begin, size_t end,
       _mm512_set1_epi32(static_cast<int>(kIndexStep)));
   const __m512i vector_step = _mm512_set1_epi32(static_cast<int>(16 * kIndexStep));
   for (size_t b = begin / block; b * block < end; ++b) {
-    uint8_t* __restrict m_row = m_rows + b * row;
-    uint8_t* __restrict v_row = v_rows + b * row;
+    uint8_t* __restrict m_row = rows.m + b * row;
+    uint8_t* __restrict v_row = rows.v + b * row;
     const size_t base = b * block;
     const uint32_t count = static_cast<uint32_t>(std::min(block, leaf.size - base));
     float* g_out = leaf.g + base;  // the gradient; in transform mode overwritten by the update
@@ -766,13 +776,7 @@ JADAM_AVX512 void BlockBodyAvx512(const Leaf& leaf, size_t begin, size_t end,
     if (nan != 0 || v_scale == 0.0f) v_scale = BlockScale<false, true>(new_v, count, padded);
     const float m_encode = LargestCode<true>() / (m_scale > 0.0f ? m_scale : 1.0f);
     const float v_encode = LargestCode<false>() / (v_scale > 0.0f ? v_scale : 1.0f);
-    const float resolution = kSmallestCode * v_scale;
-    float floor;
-    if constexpr (kAlgo != kAdamax) {
-      floor = std::sqrt(resolution / c.divisor);
-    } else {
-      floor = resolution;
-    }
+    const float floor = BlockFloor<kAlgo>(v_scale, c);
     // NanMax(s, floor) is one VMAXPS(floor, s) unless floor is 0 (its sign) or NaN.
     const bool simple_floor = floor > 0.0f;
     const __m512 floor_v = _mm512_set1_ps(floor);
