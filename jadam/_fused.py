@@ -5,8 +5,9 @@ per leaf. With ``fused=True`` a C++ kernel (:mod:`jadam._kernel`) updates the le
 custom call per group: it reads g, the stored m and v (and θ) once, decodes, updates and
 encodes the moments and writes θ (or the update, over the gradient's buffer) in the same pass,
 for float32, stochastically rounded bfloat16/float16 and block-wise 8-bit moments. ``update``
-with float32 moments writes m and v alone and leaves the update to XLA, with the pure path's
-own code, so that it fuses into ``optax.apply_updates`` (see :class:`KernelExecutor`). Results
+with float32 moments (or, with XLA's region-analysis copy insertion, 16-bit and 8-bit ones)
+writes m and v alone and leaves the update to XLA, with the pure path's own code, so that it
+fuses into ``optax.apply_updates`` (see :class:`KernelExecutor`). Results
 are the pure path's (state bit for bit, see tests/test_fused.py).
 
 Three separate decisions meet here: *what* the step computes (:class:`jadam._spec.StepSpec`),
@@ -20,6 +21,7 @@ arithmetic with one :class:`FusedFallbackWarning` per reason and process.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -45,6 +47,27 @@ _is_none = lambda x: x is None  # noqa: E731
 # 2.2 s, 256 leaves 4.1 s, 1000 leaves 29 s; optax.adam's: 0.6 s, 1.6 s), so larger packed
 # trees write the updates over the gradients instead (0.3 s at 300 leaves).
 MOMENTS_ONLY_MAX_PACKED_LEAVES = 256
+
+
+REGION_ANALYSIS_FLAG = "--xla_cpu_copy_insertion_use_region_analysis"
+
+
+def xla_orders_in_place_writes() -> bool:
+    """Whether ``XLA_FLAGS`` turns on XLA's CPU copy insertion with region analysis.
+
+    With it XLA proves that its reads of a buffer come before the kernel's in-place write of
+    it and copies nothing, so ``update`` can compute the updates from the old 16-bit / 8-bit
+    moments (see :class:`KernelExecutor`). The last occurrence of the flag wins, as in XLA.
+
+    >>> isinstance(xla_orders_in_place_writes(), bool)
+    True
+    """
+    value = "false"
+    for flag in os.environ.get("XLA_FLAGS", "").split():
+        name, equals, setting = flag.partition("=")
+        if name == REGION_ANALYSIS_FLAG:
+            value = setting.lower() if equals else "true"  # a bare boolean flag is true
+    return value in ("true", "1")
 
 
 class FusedFallbackWarning(UserWarning):
@@ -198,8 +221,11 @@ class KernelExecutor:
     buffer is written for the updates, so a gradient that is a non-donated argument of the
     jitted step is not copied. ``update`` with 16-bit or 8-bit moments (or NAdam) writes the
     updates over the gradients' buffers (free when the gradients are computed inside the
-    jitted step; a copy when they are a
-    non-donated argument).
+    jitted step; a copy when they are a non-donated argument); with 16-bit or 8-bit moments
+    and :func:`xla_orders_in_place_writes` it runs the moments-only mode too, and XLA computes
+    the updates with ``pure`` itself from the OLD stored moments (the pure path's direction
+    needs the unrounded new moments, which are not stored), reading them before the kernel
+    overwrites them; without that flag XLA would copy the old moments first.
     """
 
     def __init__(
@@ -327,9 +353,15 @@ class KernelExecutor:
                 warn_fallback(reason)
             return self._pure(grads, state, params, apply)
         mu, nu = self._moment_lists(grads_all, scale_state, treedef, packed)
+        from_old = not apply and self.storage is not None and xla_orders_in_place_writes()
+        # Packed float16: XLA rounds the pure step on views of the packed vectors one ulp away
+        # from the per-leaf one in a few elements (no kernel involved), so it keeps transform mode.
+        from_old = from_old and (not packed or self.storage.dtype == jnp.bfloat16)
         moments_only = not apply and self.from_moments is not None and self.storage is None
         moments_only &= not self.spec.nesterov  # NAdam: XLA's rounding of it differs when packed
+        moments_only = from_old or moments_only
         moments_only &= not packed or len(g_leaves) <= MOMENTS_ONLY_MAX_PACKED_LEAVES
+        from_old &= moments_only
         flags = self._decay_flags(params, len(g_leaves))
         if moments_only:  # the decay is XLA's, after the kernel
             flags, p_leaves = (False,) * len(g_leaves), []
@@ -373,6 +405,9 @@ class KernelExecutor:
             scale_state = PackedAdamState(count=count, mu=mu[0], nu=nu[0])
         else:
             scale_state = state[0]._replace(count=count, mu=tree(mu), nu=tree(nu))
+        if from_old:  # the pure path's updates from the old moments; the kernel's state
+            updates, pure_state = self.pure.update(grads, self.unpack_state(state, grads), params)
+            return updates, (scale_state, *pure_state[1:])
         if moments_only:
             if packed:
                 mu, nu = _packed.unpack(mu[0], g_leaves), _packed.unpack(nu[0], g_leaves)

@@ -111,8 +111,8 @@ class StepPlan:
     """Everything static about one fused step (hashable: it keys the compiled step).
 
     ``apply``: write the new parameters; else, unless ``moments_only``, the updates (over the
-    gradients). ``moments_only`` (float32 moments, no weight decay in the kernel): write m and
-    v alone; the caller computes the update from them.
+    gradients). ``moments_only`` (no weight decay in the kernel): write m and v alone; the
+    caller computes the update (from the new float32 moments, or the old 16-bit / 8-bit ones).
     """
 
     algorithm: int

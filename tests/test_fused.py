@@ -505,6 +505,88 @@ def test_large_packed_trees_update_over_the_gradients(monkeypatch):
         chex.assert_trees_all_close(updates_f, updates_p, rtol=1e-6, atol=1e-9)
 
 
+REGION_ANALYSIS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+OLD_MOMENTS_CASES = [
+    (algorithm, precision, layout)
+    for algorithm in ["adam", "adamw_masked", "adamax", "nadamw_masked"]
+    for precision in ["bfloat16", "float16", "8bit"]
+    for layout in ["per_leaf", "packed"]
+    if layout == "per_leaf" or precision == "bfloat16"  # see KernelExecutor.run
+]
+
+
+@pytest.mark.parametrize("algorithm, precision, layout", OLD_MOMENTS_CASES)
+def test_low_precision_update_from_the_old_moments_equals_the_pure_path(
+    monkeypatch, algorithm, precision, layout
+):
+    """update's moments-only mode for 16-bit / 8-bit moments (XLA's updates from the old
+    moments, the kernel's state): updates, params and state bit for bit, donated, no copies."""
+    monkeypatch.setattr(_fused, "xla_orders_in_place_writes", lambda: True)
+    make, sp = FUSED_WITH_PRECISION[algorithm], PRECISIONS[precision]
+    fused, pure = make(True, sp), make(False, sp)
+    rng = np.random.default_rng(10)
+    params = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in SHAPES]
+    state_p = pure.init(params)
+    state_f = fused.init(params) if layout == "packed" else _copy(state_p)
+    assert isinstance(state_f[0], jadam.PackedAdamState) == (layout == "packed")
+
+    def step(params, state, grads):
+        updates, state = fused.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    step_f = jax.jit(step, donate_argnums=(0, 1), compiler_options=REGION_ANALYSIS)
+    update_f = jax.jit(fused.update, donate_argnums=(1,), compiler_options=REGION_ANALYSIS)
+    step_p = _standard_step(pure)
+    update_p = jax.jit(lambda g, state, params: pure.update(g, state, params)[0])
+    grads = _gradients(SHAPES, steps=4, seed=11)
+    hlo = step_f.lower(params, state_f, grads[0]).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY") :]
+    assert "moments_only = 1" in entry and "moments_only = 0" not in entry
+    assert re.findall(r"\S+ = \S+ copy\(", entry) == []  # old moments read before the kernel
+    params_f = _copy(params)
+    for g in grads:
+        updates_f, _ = update_f(g, _copy(state_f), params_f)
+        _assert_bitwise(updates_f, update_p(g, state_p, params))  # both without state outputs
+        params_f, state_f = step_f(params_f, state_f, g)
+        params, state_p = step_p(params, state_p, g)
+        _assert_bitwise(params_f, params)
+        _assert_bitwise(fused.unpack_state(state_f, params), state_p)
+
+
+def test_low_precision_update_writes_over_the_gradients_without_the_flag(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_copy_insertion_use_region_analysis=false")
+    fused = jadam.adam(1e-2, fused=True, state_precision="bfloat16")
+    params = [jnp.ones(s) for s in SHAPES]
+    entry = _standard_step(fused).lower(params, fused.init(params), params).as_text()
+    assert "moments_only = 0" in entry and "moments_only = 1" not in entry
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("", False),
+        ("--xla_cpu_copy_insertion_use_region_analysis=true", True),
+        (
+            "--xla_force_host_platform_device_count=8 "
+            "--xla_cpu_copy_insertion_use_region_analysis=1",
+            True,
+        ),
+        ("--xla_cpu_copy_insertion_use_region_analysis", True),
+        ("--xla_cpu_copy_insertion_use_region_analysis=TRUE", True),
+        ("--xla_cpu_copy_insertion_use_region_analysis=false", False),
+        (
+            "--xla_cpu_copy_insertion_use_region_analysis=true "
+            "--xla_cpu_copy_insertion_use_region_analysis=0",
+            False,
+        ),
+        ("--xla_cpu_copy_insertion_use_region_analysis_other=true", False),
+    ],
+)
+def test_region_analysis_flag_is_read_from_xla_flags(monkeypatch, flags, expected):
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert _fused.xla_orders_in_place_writes() is expected
+
+
 def test_dither_keys_are_the_pure_path_s():
     from jadam import _precision
 

@@ -6,8 +6,8 @@
 // updates them, encodes them back and writes either the new parameter (apply mode) or the
 // update (transform mode, written over the gradient's buffer) in the same pass. Outputs alias
 // inputs (`input_output_aliases` on donated buffers), so the step runs in place. In moments-only
-// mode (`moments_only`, float32 moments) it writes m and v alone and XLA computes the update
-// from them (see MomentsRange).
+// mode (`moments_only`) it writes m and v alone and XLA computes the update: from the new
+// float32 moments (see MomentsRange) or from the old 16-bit / 8-bit ones (MomentsOnScratch).
 //
 // Moments are stored per leaf as one of (see jadam/_storage.py, _precision.py, _quantization.py):
 //   float32;
@@ -107,6 +107,7 @@ struct Leaf {
   size_t block;  // 8-bit: values per absmax; else 1
   uint32_t key_m, key_v;
   RangeFn fn;
+  RangeFn transform;  // moments-only mode, 16-bit / 8-bit moments: see MomentsOnScratch
 };
 
 // ------------------------------------------------------------------------------------------
@@ -930,6 +931,19 @@ RangeFn MomentsRange(int32_t algorithm) {
   return algorithm == kAdamax ? SelectMomentsRange<kAdamax>() : SelectMomentsRange<kAdam>();
 }
 
+// Moments-only mode, 16-bit and 8-bit moments: XLA computes the update from the OLD stored
+// moments and g (jadam/_fused.py), the kernel decodes, updates and encodes m and v in place.
+// That is the kind's transform loop (`leaf.transform`, so the same bits) run on a per-thread
+// copy of this piece of g: its update lands in the copy and is dropped, g is only read.
+void MomentsOnScratch(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < end - begin) scratch.resize(end - begin);
+  std::memcpy(scratch.data(), leaf.g + begin, (end - begin) * sizeof(float));
+  Leaf copy = leaf;
+  copy.g = scratch.data() - begin;  // element i of the leaf at copy.g[i] (the dither needs i)
+  leaf.transform(copy, begin, end, c);
+}
+
 // ------------------------------------------------------------------------------------------
 // Selection of the compiled loop: algorithm, mode, weight decay, safe division, storage, and
 // the ISA (baseline, AVX2 with FMA — what XLA emits on such a CPU — or AVX-512 for the
@@ -1143,7 +1157,7 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   for (size_t i = 0; i < n; ++i) any_decay |= leaf_info[i * kInfoFields + 2] != 0;
   // Apply mode:      args = p[n], g[n], m, v            rets = p[n], m, v
   // Transform mode:  args = g[n], m, v [, p[n]]         rets = u[n] (aliasing g), m, v
-  // Moments only:    args = g[n], m, v                  rets = m, v (float32)
+  // Moments only:    args = g[n], m, v                  rets = m, v
   // where m and v are n buffers, or one each when packed.
   if (moments_only && (apply || any_decay)) return Invalid("moments_only writes m and v only");
   const size_t moments = packed ? 1 : n;
@@ -1214,8 +1228,8 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     leaf.size = g_in->element_count();
     const size_t bytes = leaf.size * 4;
     if (moments_only) {
-      if (kind != kF32 || g_in->element_type() != ffi::DataType::F32) {
-        return Invalid("moments_only needs float32 moments and gradients");
+      if (g_in->element_type() != ffi::DataType::F32) {
+        return Invalid("moments_only needs float32 gradients");
       }
       leaf.g = static_cast<float*>(const_cast<void*>(g_in->untyped_data()));  // read only
       leaf.p = nullptr;
@@ -1257,8 +1271,13 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     leaf.block = block;
     leaf.key_m = static_cast<uint32_t>(info[3]);
     leaf.key_v = static_cast<uint32_t>(info[4]);
-    leaf.fn = moments_only ? MomentsRange(algorithm)
-                           : Select(algorithm, apply, decay, safe_divide, kind);
+    leaf.fn = Select(algorithm, apply, decay, safe_divide, kind);
+    if (moments_only && kind == kF32) {
+      leaf.fn = MomentsRange(algorithm);
+    } else if (moments_only) {  // Adam's moments for NAdam; no decay (XLA's)
+      leaf.transform = Select(algorithm == kAdamax ? kAdamax : kAdam, false, false, true, kind);
+      leaf.fn = &MomentsOnScratch;
+    }
   }
 #undef JADAM_TRY
   work->Cut();
