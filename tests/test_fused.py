@@ -509,7 +509,7 @@ REGION_ANALYSIS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 OLD_MOMENTS_CASES = [
     (algorithm, precision, layout)
     for algorithm in ["adam", "adamw_masked", "adamax", "nadamw_masked"]
-    for precision in ["bfloat16", "float16", "8bit"]
+    for precision in ["bfloat16", "float16", "8bit", "8bit_nearest"]
     for layout in ["per_leaf", "packed"]
     if layout == "per_leaf" or precision == "bfloat16"  # see KernelExecutor.run
 ]

@@ -7,7 +7,7 @@
 // update (transform mode, written over the gradient's buffer) in the same pass. Outputs alias
 // inputs (`input_output_aliases` on donated buffers), so the step runs in place. In moments-only
 // mode (`moments_only`) it writes m and v alone and XLA computes the update: from the new
-// float32 moments (see MomentsRange) or from the old 16-bit / 8-bit ones (MomentsOnScratch).
+// float32 moments or from the old 16-bit / 8-bit ones (see MomentsBody).
 //
 // Moments are stored per leaf as one of (see jadam/_storage.py, _precision.py, _quantization.py):
 //   float32;
@@ -107,7 +107,7 @@ struct Leaf {
   size_t block;  // 8-bit: values per absmax; else 1
   uint32_t key_m, key_v;
   RangeFn fn;
-  RangeFn transform;  // moments-only mode, 16-bit / 8-bit moments: see MomentsOnScratch
+  RangeFn transform;  // moments-only mode, 8-bit moments: see MomentsOnScratch
 };
 
 // ------------------------------------------------------------------------------------------
@@ -885,66 +885,6 @@ JADAM_AVX512 void HalfBodyAvx512(const Leaf& leaf, size_t begin, size_t end,
 #endif
 
 // ------------------------------------------------------------------------------------------
-// Moments-only mode, float32 moments: m and v in place and nothing else (20 bytes per value).
-// The update is then XLA's, from the new m and v with the pure path's expressions, so it fuses
-// into optax.apply_updates' sum and needs no buffer of its own (`g` is read only here).
-
-template <int32_t kAlgo, bool kFma>
-JADAM_ALWAYS_INLINE inline void MomentsBody(const Leaf& leaf, size_t begin, size_t end,
-                                            const Coefficients& coefficients) {
-  const Coefficients c = coefficients;  // see Body
-  const float* __restrict g = leaf.g + begin;
-  float* __restrict m = static_cast<float*>(leaf.m) + begin;
-  float* __restrict v = static_cast<float*>(leaf.v) + begin;
-  for (size_t j = 0; j < end - begin; ++j) {
-    const NewMoments x = UpdateMoments<kAlgo, kFma>(g[j], m[j], v[j], c);
-    m[j] = x.m;
-    v[j] = x.v;
-  }
-}
-
-template <int32_t kAlgo>
-void MomentsRangeBase(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
-  MomentsBody<kAlgo, false>(leaf, begin, end, c);
-}
-
-#if JADAM_X86_DISPATCH
-template <int32_t kAlgo>
-__attribute__((target("avx2,fma"))) void MomentsRangeAvx2(const Leaf& leaf, size_t begin,
-                                                          size_t end, const Coefficients& c) {
-  MomentsBody<kAlgo, true>(leaf, begin, end, c);
-}
-#endif
-
-template <int32_t kAlgo>
-RangeFn SelectMomentsRange() {
-#if JADAM_X86_DISPATCH
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    return &MomentsRangeAvx2<kAlgo>;
-  }
-#endif
-  return &MomentsRangeBase<kAlgo>;
-}
-
-RangeFn MomentsRange(int32_t algorithm) {
-  // NAdam's moments are Adam's (only its direction, XLA's here, differs).
-  return algorithm == kAdamax ? SelectMomentsRange<kAdamax>() : SelectMomentsRange<kAdam>();
-}
-
-// Moments-only mode, 16-bit and 8-bit moments: XLA computes the update from the OLD stored
-// moments and g (jadam/_fused.py), the kernel decodes, updates and encodes m and v in place.
-// That is the kind's transform loop (`leaf.transform`, so the same bits) run on a per-thread
-// copy of this piece of g: its update lands in the copy and is dropped, g is only read.
-void MomentsOnScratch(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
-  thread_local std::vector<float> scratch;
-  if (scratch.size() < end - begin) scratch.resize(end - begin);
-  std::memcpy(scratch.data(), leaf.g + begin, (end - begin) * sizeof(float));
-  Leaf copy = leaf;
-  copy.g = scratch.data() - begin;  // element i of the leaf at copy.g[i] (the dither needs i)
-  leaf.transform(copy, begin, end, c);
-}
-
-// ------------------------------------------------------------------------------------------
 // Selection of the compiled loop: algorithm, mode, weight decay, safe division, storage, and
 // the ISA (baseline, AVX2 with FMA — what XLA emits on such a CPU — or AVX-512 for the
 // compute-bound 16-bit and 8-bit kinds, chosen at run time).
@@ -992,17 +932,26 @@ void RangeAvx512(const Leaf& leaf, size_t begin, size_t end, const Coefficients&
 }
 #endif
 
+#if JADAM_X86_DISPATCH
+bool HasAvx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+bool HasAvx512() {
+  static const bool has = HasAvx2() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  return has;
+}
+#endif
+
 template <int32_t kAlgo, bool kApply, bool kDecay, bool kSafe, int kKind>
 RangeFn SelectIsa() {
 #if JADAM_X86_DISPATCH
-  static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  static const bool has_avx512 =
-      has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
   if constexpr (kKind != kF32) {
-    if (has_avx512) return &RangeAvx512<kAlgo, kApply, kDecay, kSafe, kKind>;
+    if (HasAvx512()) return &RangeAvx512<kAlgo, kApply, kDecay, kSafe, kKind>;
   }
-  if (has_avx2) return &RangeAvx2<kAlgo, kApply, kDecay, kSafe, kKind>;
+  if (HasAvx2()) return &RangeAvx2<kAlgo, kApply, kDecay, kSafe, kKind>;
 #endif
   return &RangeBase<kAlgo, kApply, kDecay, kSafe, kKind>;
 }
@@ -1045,6 +994,91 @@ RangeFn Select(int32_t algorithm, bool apply, bool decay, bool safe, int kind) {
   return apply ? SelectDecay<kAdamax, true>(decay, safe, kind)
                : SelectDecay<kAdamax, false>(decay, safe, kind);
 }
+
+// ------------------------------------------------------------------------------------------
+// Moments-only mode: m and v in place and nothing else (`g` is read only here; 20 bytes per
+// value with float32 moments). The update is then XLA's, with the pure path's expressions, so
+// it fuses into optax.apply_updates' sum and needs no buffer of its own: from the new float32
+// moments, or (16-bit and 8-bit moments, whose direction needs the unrounded new moments) from
+// the old stored ones and g, read before this call overwrites them (see jadam/_fused.py).
+
+template <int32_t kAlgo, bool kFma, int kKind>
+JADAM_ALWAYS_INLINE inline void MomentsBody(const Leaf& leaf, size_t begin, size_t end,
+                                            const Coefficients& coefficients) {
+  using S = Storage<kKind>;
+  using T = typename S::T;
+  const Coefficients c = coefficients;  // see Body
+  const float* __restrict g = leaf.g + begin;
+  T* __restrict m = static_cast<T*>(leaf.m) + begin;
+  T* __restrict v = static_cast<T*>(leaf.v) + begin;
+  const uint32_t base_m = DitherBase(leaf.key_m, begin, c.count);  // pieces < 2^32: see Cut
+  const uint32_t base_v = DitherBase(leaf.key_v, begin, c.count);
+  const uint32_t n = static_cast<uint32_t>(end - begin);
+  for (uint32_t j = 0; j < n; ++j) {
+    const NewMoments x = UpdateMoments<kAlgo, kFma>(g[j], S::Load(m[j]), S::Load(v[j]), c);
+    m[j] = S::Store(x.m, Dither(base_m, j));
+    v[j] = S::Store(x.v, Dither(base_v, j));
+  }
+}
+
+template <int32_t kAlgo, int kKind>
+void MomentsRangeBase(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
+  MomentsBody<kAlgo, false, kKind>(leaf, begin, end, c);
+}
+
+#if JADAM_X86_DISPATCH
+template <int32_t kAlgo, int kKind>
+__attribute__((target("avx2,fma"))) void MomentsRangeAvx2(const Leaf& leaf, size_t begin,
+                                                          size_t end, const Coefficients& c) {
+  MomentsBody<kAlgo, true, kKind>(leaf, begin, end, c);
+}
+
+template <int32_t kAlgo, int kKind>  // 16-bit kinds (compute-bound rounding), see RangeAvx512
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
+void MomentsRangeAvx512(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
+  MomentsBody<kAlgo, true, kKind>(leaf, begin, end, c);
+}
+#endif
+
+template <int32_t kAlgo, int kKind>
+RangeFn SelectMomentsIsa() {
+#if JADAM_X86_DISPATCH
+  if (kKind != kF32 && HasAvx512()) return &MomentsRangeAvx512<kAlgo, kKind>;
+  if (HasAvx2()) return &MomentsRangeAvx2<kAlgo, kKind>;
+#endif
+  return &MomentsRangeBase<kAlgo, kKind>;
+}
+
+template <int32_t kAlgo>
+RangeFn SelectMomentsKind(int kind) {
+  if (kind == kBF16) return SelectMomentsIsa<kAlgo, kBF16>();
+  if (kind == kF16) return SelectMomentsIsa<kAlgo, kF16>();
+  return SelectMomentsIsa<kAlgo, kF32>();
+}
+
+// 8-bit moments: the kind's transform loop (`leaf.transform`, so the same bits) on a
+// per-thread copy of this piece of g; its update lands in the copy and is dropped.
+void MomentsOnScratch(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < end - begin) scratch.resize(end - begin);
+  std::memcpy(scratch.data(), leaf.g + begin, (end - begin) * sizeof(float));
+  Leaf copy = leaf;
+  copy.g = scratch.data() - begin;  // element i of the leaf at copy.g[i] (the dither needs i)
+  leaf.transform(copy, begin, end, c);
+}
+
+// NAdam's moments are Adam's (only its direction, XLA's here, differs); no weight decay (XLA's).
+Leaf WithMomentsRange(Leaf leaf, int32_t algorithm, int kind) {
+  const int32_t algo = algorithm == kAdamax ? kAdamax : kAdam;
+  if (kind >= kQ8) {
+    leaf.transform = Select(algo, false, false, true, kind);
+    leaf.fn = &MomentsOnScratch;
+  } else {
+    leaf.fn = algo == kAdamax ? SelectMomentsKind<kAdamax>(kind) : SelectMomentsKind<kAdam>(kind);
+  }
+  return leaf;
+}
+
 
 // ------------------------------------------------------------------------------------------
 // Work shared between the calling thread and XLA's intra-op pool: pieces of leaves (whole
@@ -1272,12 +1306,7 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     leaf.key_m = static_cast<uint32_t>(info[3]);
     leaf.key_v = static_cast<uint32_t>(info[4]);
     leaf.fn = Select(algorithm, apply, decay, safe_divide, kind);
-    if (moments_only && kind == kF32) {
-      leaf.fn = MomentsRange(algorithm);
-    } else if (moments_only) {  // Adam's moments for NAdam; no decay (XLA's)
-      leaf.transform = Select(algorithm == kAdamax ? kAdamax : kAdam, false, false, true, kind);
-      leaf.fn = &MomentsOnScratch;
-    }
+    if (moments_only) leaf = WithMomentsRange(leaf, algorithm, kind);
   }
 #undef JADAM_TRY
   work->Cut();
