@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import shlex
 
 from benchmarks import candidates
 
 # Everything from this line on in an existing report survives regeneration.
 KEPT_MARKER = "<!-- kept when regenerated: notes and other machines -->"
 SUMMARY_COLUMNS = ("optax", "torch fused", "torch default", "jadam", "jadam fused")
+
+
+def command_line(module: str, argv: list[str]) -> str:
+    """The command that reproduces a run, with the XLA_FLAGS it ran under (they change XLA's
+    compile: e.g. ``--xla_cpu_copy_insertion_use_region_analysis=true``, see docs/speed.md)."""
+    flags = os.environ.get("XLA_FLAGS", "").strip()
+    prefix = f"XLA_FLAGS={shlex.quote(flags)} " if flags else ""
+    return f"{prefix}python -m {module} {' '.join(argv)}".strip()
 
 
 def _ms(stats: dict | None) -> str:

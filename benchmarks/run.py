@@ -304,6 +304,7 @@ def machine() -> dict:
         "jax": jax.__version__,
         "jax_device": str(jax.devices()[0]),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     cpuinfo = pathlib.Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -404,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.match:
         cases = [c for c in cases if any(m in c.label for m in args.match)]
     memory_case = None if args.no_memory else Case("adam", "1 leaf", 10 * M)
-    command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = report.command_line("benchmarks.run", sys.argv[1:] if argv is None else argv)
     run(
         cases,
         leaves,
@@ -413,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         args.warmup,
         args.settle,
         out=args.out,
-        command=command.strip(),
+        command=command,
         budget_s=args.budget,
     )
 

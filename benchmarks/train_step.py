@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks import candidates, memory
+from benchmarks import candidates, memory, report
 
 HERE = pathlib.Path(__file__).parent
 PRECISIONS = {"": None, " bf16": "bfloat16", " 8bit": "8bit"}
@@ -499,9 +499,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(row))
         return
     reps = args.reps or (5 if args.quick else 15)
-    command = "python -m benchmarks.train_step " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = report.command_line("benchmarks.train_step", sys.argv[1:] if argv is None else argv)
     results = {
-        "command": command.strip(),
+        "command": command,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average": [round(x, 1) for x in os.getloadavg()],
         "models": [],

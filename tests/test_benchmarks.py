@@ -177,3 +177,12 @@ def test_family_keeps_each_members_best_alpha_and_skips_diverged_runs():
     best = family.best_runs(rows)
     assert best["adam"]["run"] == "adam_1"
     assert best["schedule_free_adamw"]["run"] == "schedule_free_adamw_1"
+
+
+def test_command_line_records_the_xla_flags(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert report.command_line("benchmarks.run", ["--quick"]) == "python -m benchmarks.run --quick"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_a=true --xla_b=1")
+    assert report.command_line("benchmarks.train_step", []) == (
+        "XLA_FLAGS='--xla_a=true --xla_b=1' python -m benchmarks.train_step"
+    )
