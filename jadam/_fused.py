@@ -5,7 +5,7 @@ per leaf. With ``fused=True`` a C++ kernel (:mod:`jadam._kernel`) updates the le
 custom call per group: it reads g, the stored m and v (and θ) once, decodes, updates and
 encodes the moments and writes θ (or the update, over the gradient's buffer) in the same pass,
 for float32, stochastically rounded bfloat16/float16 and block-wise 8-bit moments. ``update``
-with float32 moments (or, with XLA's region-analysis copy insertion, 16-bit and 8-bit ones)
+with float32 moments (or, with XLA's region-analysis copy insertion, 16-bit ones)
 writes m and v alone and leaves the update to XLA, with the pure path's own code, so that it
 fuses into ``optax.apply_updates`` (see :class:`KernelExecutor`). Results
 are the pure path's (state bit for bit, see tests/test_fused.py).
@@ -56,8 +56,8 @@ def xla_orders_in_place_writes() -> bool:
     """Whether ``XLA_FLAGS`` turns on XLA's CPU copy insertion with region analysis.
 
     With it XLA proves that its reads of a buffer come before the kernel's in-place write of
-    it and copies nothing, so ``update`` can compute the updates from the old 16-bit / 8-bit
-    moments (see :class:`KernelExecutor`). The last occurrence of the flag wins, as in XLA.
+    it and copies nothing, so ``update`` can compute the updates from the old 16-bit moments
+    (see :class:`KernelExecutor`). The last occurrence of the flag wins, as in XLA.
 
     >>> isinstance(xla_orders_in_place_writes(), bool)
     True
@@ -221,8 +221,9 @@ class KernelExecutor:
     buffer is written for the updates, so a gradient that is a non-donated argument of the
     jitted step is not copied. ``update`` with 16-bit or 8-bit moments (or NAdam) writes the
     updates over the gradients' buffers (free when the gradients are computed inside the
-    jitted step; a copy when they are a non-donated argument); with 16-bit or 8-bit moments
-    and :func:`xla_orders_in_place_writes` it runs the moments-only mode too, and XLA computes
+    jitted step; a copy when they are a non-donated argument); with 16-bit moments (bfloat16
+    only when packed) and :func:`xla_orders_in_place_writes` it runs the moments-only mode
+    too (the kernel decodes, updates and encodes m and v in place), and XLA computes
     the updates with ``pure`` itself from the OLD stored moments (the pure path's direction
     needs the unrounded new moments, which are not stored), reading them before the kernel
     overwrites them; without that flag XLA would copy the old moments first.
@@ -353,10 +354,13 @@ class KernelExecutor:
                 warn_fallback(reason)
             return self._pure(grads, state, params, apply)
         mu, nu = self._moment_lists(grads_all, scale_state, treedef, packed)
-        from_old = not apply and self.storage is not None and xla_orders_in_place_writes()
-        # Packed float16: XLA rounds the pure step on views of the packed vectors one ulp away
-        # from the per-leaf one in a few elements (no kernel involved), so it keeps transform mode.
+        # 8-bit moments keep transform mode: XLA's decoding of the codes for the updates made
+        # the step slower (10M values: 38 ms against 35 ms). Packed float16 too: XLA rounds the
+        # pure step on views of the packed vectors one ulp away from the per-leaf step in a few
+        # elements (no kernel involved).
+        from_old = not apply and isinstance(self.storage, StochasticRounding)
         from_old = from_old and (not packed or self.storage.dtype == jnp.bfloat16)
+        from_old = from_old and xla_orders_in_place_writes()
         moments_only = not apply and self.from_moments is not None and self.storage is None
         moments_only &= not self.spec.nesterov  # NAdam: XLA's rounding of it differs when packed
         moments_only = from_old or moments_only
@@ -453,7 +457,8 @@ class FusedTransformation(optax.GradientTransformationExtraArgs):
     and v in place in one kernel pass and computes the updates from them with the pure path's
     code (XLA fuses that into ``optax.apply_updates``; the updates are the pure path's bit for
     bit); with 16-bit or 8-bit moments it computes the updates and both moments in one kernel
-    pass and writes the updates over the gradients' buffers.
+    pass and writes the updates over the gradients' buffers (16-bit moments under XLA's
+    region-analysis copy insertion: see :class:`KernelExecutor`).
     ``apply_gradients(params, grads, state) -> (new_params, new_state)`` equals ``update``
     followed by ``optax.apply_updates`` and writes θ, m and v in place: inside ``jax.jit``
     with params and state donated it moves 28 bytes per float32 parameter (float32 moments).

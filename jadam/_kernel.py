@@ -112,7 +112,7 @@ class StepPlan:
 
     ``apply``: write the new parameters; else, unless ``moments_only``, the updates (over the
     gradients). ``moments_only`` (no weight decay in the kernel): write m and v alone; the
-    caller computes the update (from the new float32 moments, or the old 16-bit / 8-bit ones).
+    caller computes the update (from the new float32 moments, or the old 16-bit ones).
     """
 
     algorithm: int

@@ -509,7 +509,7 @@ REGION_ANALYSIS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 OLD_MOMENTS_CASES = [
     (algorithm, precision, layout)
     for algorithm in ["adam", "adamw_masked", "adamax", "nadamw_masked"]
-    for precision in ["bfloat16", "float16", "8bit", "8bit_nearest"]
+    for precision in ["bfloat16", "float16"]
     for layout in ["per_leaf", "packed"]
     if layout == "per_leaf" or precision == "bfloat16"  # see KernelExecutor.run
 ]
@@ -519,8 +519,8 @@ OLD_MOMENTS_CASES = [
 def test_low_precision_update_from_the_old_moments_equals_the_pure_path(
     monkeypatch, algorithm, precision, layout
 ):
-    """update's moments-only mode for 16-bit / 8-bit moments (XLA's updates from the old
-    moments, the kernel's state): updates, params and state bit for bit, donated, no copies."""
+    """update's moments-only mode for 16-bit moments (XLA's updates from the old moments, the
+    kernel's state): updates, params and state bit for bit, donated, no copies."""
     monkeypatch.setattr(_fused, "xla_orders_in_place_writes", lambda: True)
     make, sp = FUSED_WITH_PRECISION[algorithm], PRECISIONS[precision]
     fused, pure = make(True, sp), make(False, sp)
@@ -553,12 +553,24 @@ def test_low_precision_update_from_the_old_moments_equals_the_pure_path(
         _assert_bitwise(fused.unpack_state(state_f, params), state_p)
 
 
-def test_low_precision_update_writes_over_the_gradients_without_the_flag(monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_copy_insertion_use_region_analysis=false")
-    fused = jadam.adam(1e-2, fused=True, state_precision="bfloat16")
-    params = [jnp.ones(s) for s in SHAPES]
+@pytest.mark.parametrize(
+    "flag, precision, moments_only",
+    [
+        ("true", "bfloat16", 1),
+        ("false", "bfloat16", 0),
+        ("false", "float16", 0),
+        ("true", "float16", 0),  # packed float16
+        ("true", "8bit", 0),
+    ],
+)
+def test_low_precision_update_mode_follows_xla_flags(monkeypatch, flag, precision, moments_only):
+    """Moments-only (from the old moments) for 16-bit moments with the flag, else transform."""
+    monkeypatch.setenv("XLA_FLAGS", f"--xla_cpu_copy_insertion_use_region_analysis={flag}")
+    fused = jadam.adam(1e-2, fused=True, state_precision=PRECISIONS[precision])
+    params = [jnp.ones(s) for s in SHAPES]  # 16-bit: packed
     entry = _standard_step(fused).lower(params, fused.init(params), params).as_text()
-    assert "moments_only = 0" in entry and "moments_only = 1" not in entry
+    assert f"moments_only = {moments_only}" in entry
+    assert f"moments_only = {1 - moments_only}" not in entry
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@
 // update (transform mode, written over the gradient's buffer) in the same pass. Outputs alias
 // inputs (`input_output_aliases` on donated buffers), so the step runs in place. In moments-only
 // mode (`moments_only`) it writes m and v alone and XLA computes the update: from the new
-// float32 moments or from the old 16-bit / 8-bit ones (see MomentsBody).
+// float32 moments or from the old 16-bit ones (see MomentsBody).
 //
 // Moments are stored per leaf as one of (see jadam/_storage.py, _precision.py, _quantization.py):
 //   float32;
@@ -107,7 +107,6 @@ struct Leaf {
   size_t block;  // 8-bit: values per absmax; else 1
   uint32_t key_m, key_v;
   RangeFn fn;
-  RangeFn transform;  // moments-only mode, 8-bit moments: see MomentsOnScratch
 };
 
 // ------------------------------------------------------------------------------------------
@@ -999,8 +998,8 @@ RangeFn Select(int32_t algorithm, bool apply, bool decay, bool safe, int kind) {
 // Moments-only mode: m and v in place and nothing else (`g` is read only here; 20 bytes per
 // value with float32 moments). The update is then XLA's, with the pure path's expressions, so
 // it fuses into optax.apply_updates' sum and needs no buffer of its own: from the new float32
-// moments, or (16-bit and 8-bit moments, whose direction needs the unrounded new moments) from
-// the old stored ones and g, read before this call overwrites them (see jadam/_fused.py).
+// moments, or (16-bit moments, whose direction needs the unrounded new moments) from the old
+// stored ones and g, read before this call overwrites them (see jadam/_fused.py).
 
 template <int32_t kAlgo, bool kFma, int kKind>
 JADAM_ALWAYS_INLINE inline void MomentsBody(const Leaf& leaf, size_t begin, size_t end,
@@ -1056,29 +1055,10 @@ RangeFn SelectMomentsKind(int kind) {
   return SelectMomentsIsa<kAlgo, kF32>();
 }
 
-// 8-bit moments: the kind's transform loop (`leaf.transform`, so the same bits) on a
-// per-thread copy of this piece of g; its update lands in the copy and is dropped.
-void MomentsOnScratch(const Leaf& leaf, size_t begin, size_t end, const Coefficients& c) {
-  thread_local std::vector<float> scratch;
-  if (scratch.size() < end - begin) scratch.resize(end - begin);
-  std::memcpy(scratch.data(), leaf.g + begin, (end - begin) * sizeof(float));
-  Leaf copy = leaf;
-  copy.g = scratch.data() - begin;  // element i of the leaf at copy.g[i] (the dither needs i)
-  leaf.transform(copy, begin, end, c);
+// NAdam's moments are Adam's (only its direction, XLA's here, differs).
+RangeFn MomentsRange(int32_t algorithm, int kind) {
+  return algorithm == kAdamax ? SelectMomentsKind<kAdamax>(kind) : SelectMomentsKind<kAdam>(kind);
 }
-
-// NAdam's moments are Adam's (only its direction, XLA's here, differs); no weight decay (XLA's).
-Leaf WithMomentsRange(Leaf leaf, int32_t algorithm, int kind) {
-  const int32_t algo = algorithm == kAdamax ? kAdamax : kAdam;
-  if (kind >= kQ8) {
-    leaf.transform = Select(algo, false, false, true, kind);
-    leaf.fn = &MomentsOnScratch;
-  } else {
-    leaf.fn = algo == kAdamax ? SelectMomentsKind<kAdamax>(kind) : SelectMomentsKind<kAdam>(kind);
-  }
-  return leaf;
-}
-
 
 // ------------------------------------------------------------------------------------------
 // Work shared between the calling thread and XLA's intra-op pool: pieces of leaves (whole
@@ -1262,8 +1242,8 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     leaf.size = g_in->element_count();
     const size_t bytes = leaf.size * 4;
     if (moments_only) {
-      if (g_in->element_type() != ffi::DataType::F32) {
-        return Invalid("moments_only needs float32 gradients");
+      if (kind >= kQ8 || g_in->element_type() != ffi::DataType::F32) {
+        return Invalid("moments_only needs float32 or 16-bit moments and float32 gradients");
       }
       leaf.g = static_cast<float*>(const_cast<void*>(g_in->untyped_data()));  // read only
       leaf.p = nullptr;
@@ -1305,8 +1285,8 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     leaf.block = block;
     leaf.key_m = static_cast<uint32_t>(info[3]);
     leaf.key_v = static_cast<uint32_t>(info[4]);
-    leaf.fn = Select(algorithm, apply, decay, safe_divide, kind);
-    if (moments_only) leaf = WithMomentsRange(leaf, algorithm, kind);
+    leaf.fn = moments_only ? MomentsRange(algorithm, kind)
+                           : Select(algorithm, apply, decay, safe_divide, kind);
   }
 #undef JADAM_TRY
   work->Cut();
