@@ -30,15 +30,17 @@ step scale but is not retried by a line search; curvatures below max/1e8 are rep
 the others; no re-orthogonalisation beyond the collapse's QR.
 
 Example:
+  >>> import jax
   >>> import jax.numpy as jnp
   >>> centres = jnp.arange(6.0).reshape(3, 2)
   >>> def value_and_grad(theta, i):
   ...     d = theta - centres[i]
   ...     return 0.5 * d @ d, d
   >>> sfo = SFO(num_subfunctions=3, hessian_init=1.0)
+  >>> step = jax.jit(lambda state: sfo.step(state, value_and_grad))
   >>> state = sfo.init(jnp.zeros(2))
   >>> for _ in range(12):
-  ...     state, value = sfo.step(state, value_and_grad)
+  ...     state, value = step(state)
   >>> [round(float(x), 3) for x in sfo.params(state)]
   [2.0, 3.0]
 """
