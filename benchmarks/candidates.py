@@ -129,15 +129,23 @@ def bytes_per_param(name: str) -> int:
     + 8 B. With 16-bit or 8-bit moments the kernel writes u over the gradient's buffer and a
     separate apply reads θ, u and writes θ (+8 B); here the gradients are a jit argument that
     is not donated, so XLA first copies them (+8 B more, and the copy is a fresh buffer: see
-    the page faults per step in the report). Moments take 4 B (fp32), 2 B (bf16) or ~1 B
+    the page faults per step in the report). With bf16 moments under XLA's region-analysis copy
+    insertion the kernel runs the moments-only mode too, and XLA reads g and the old moments
+    once more for the update (+4 B + 2 moments). Moments take 4 B (fp32), 2 B (bf16) or ~1 B
     (8-bit, plus a scale per block).
     """
+    from jadam._fused import xla_orders_in_place_writes
+
     precision = state_precision(name)
     moment = {None: 4, "bfloat16": 2, "8bit": 1}[precision]
     one_pass_bytes = 3 * 4 + 4 * moment  # θ twice, g once; m and v each read and written
     if not name.startswith("jadam fused") or one_pass(name):
         return one_pass_bytes
-    return one_pass_bytes + (2 * moment if precision is None else 16)
+    if precision is None:
+        return one_pass_bytes + 2 * moment
+    if precision == "bfloat16" and xla_orders_in_place_writes():
+        return one_pass_bytes + 4 + 2 * moment
+    return one_pass_bytes + 16
 
 
 def jadam_tx(algorithm: str, fused: bool, precision: str | None = None):
