@@ -354,18 +354,7 @@ class KernelExecutor:
                 warn_fallback(reason)
             return self._pure(grads, state, params, apply)
         mu, nu = self._moment_lists(grads_all, scale_state, treedef, packed)
-        # 8-bit moments keep transform mode: XLA's decoding of the codes for the updates made
-        # the step slower (10M values: 38 ms against 35 ms). Packed float16 too: XLA rounds the
-        # pure step on views of the packed vectors one ulp away from the per-leaf step in a few
-        # elements (no kernel involved).
-        from_old = not apply and isinstance(self.storage, StochasticRounding)
-        from_old = from_old and (not packed or self.storage.dtype == jnp.bfloat16)
-        from_old = from_old and xla_orders_in_place_writes()
-        moments_only = not apply and self.from_moments is not None and self.storage is None
-        moments_only &= not self.spec.nesterov  # NAdam: XLA's rounding of it differs when packed
-        moments_only = from_old or moments_only
-        moments_only &= not packed or len(g_leaves) <= MOMENTS_ONLY_MAX_PACKED_LEAVES
-        from_old &= moments_only
+        moments_only, from_old = self._update_mode(apply, packed, len(g_leaves))
         flags = self._decay_flags(params, len(g_leaves))
         if moments_only:  # the decay is XLA's, after the kernel
             flags, p_leaves = (False,) * len(g_leaves), []
@@ -420,6 +409,24 @@ class KernelExecutor:
         if callable(self.spec.learning_rate):
             lr_state = lr_state._replace(count=optax.safe_increment(lr_state.count))
         return tree(out), (scale_state, *state[1:-1], lr_state)
+
+    def _update_mode(self, apply: bool, packed: bool, leaves: int) -> tuple[bool, bool]:
+        """(moments-only kernel mode, updates from the OLD moments) for this call.
+
+        8-bit moments keep transform mode: XLA's decoding of the codes for the updates made the
+        step slower (10M values: 38 ms against 35 ms). Packed float16 too: XLA rounds the pure
+        step on views of the packed vectors one ulp away from the per-leaf step in a few
+        elements (no kernel involved). NAdam with float32 moments: XLA's rounding of its
+        direction differs when packed.
+        """
+        if apply or (packed and leaves > MOMENTS_ONLY_MAX_PACKED_LEAVES):
+            return False, False
+        if isinstance(self.storage, StochasticRounding):
+            from_old = not packed or self.storage.dtype == jnp.bfloat16
+            from_old = from_old and xla_orders_in_place_writes()
+            return from_old, from_old
+        float32 = self.storage is None and self.from_moments is not None
+        return float32 and not self.spec.nesterov, False
 
     def _updates_from_moments(self, grads, state, params, scale_state, mu, nu):
         """The updates from the kernel's new float32 moments, by the pure path's own code."""
